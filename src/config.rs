@@ -1,0 +1,277 @@
+//! Configuration: the command line and the environment, read once at start-up into
+//! typed [`Settings`]. Nothing else in the crate reads the environment.
+//!
+//! Every flag has an environment variable of the same name in upper case (clap's
+//! `value_name` is that name too), so a bad value stops start-up with one line that
+//! names the variable, e.g. `invalid value 'x' for '--port <PORT>'`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `diary-realtime [OPTIONS] [COMMAND]`.
+#[derive(Debug, Parser)]
+#[command(name = "diary-realtime", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Mint a JWT signed with JWT_SECRET, for local use.
+    Token {
+        /// The user id (`sub` claim).
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// Lifetime, e.g. `1h`, `30m`, `7d`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// `service` for tokens that may call `POST /api/notifications`.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Create demo users, a shared entry and a friendship; print their tokens.
+    SeedDemo,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Raw flags and environment, as clap parses them. Turned into [`Settings`] by
+/// [`ConfigArgs::into_settings`].
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0", global = true)]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8003, global = true)]
+    pub port: u16,
+    /// `postgres://...` for PostgreSQL, `sqlite://path` or unset for the embedded
+    /// SQLite file `./data/diary-realtime.db`.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// HS256 secret. Unset: a random one is generated (local use only).
+    #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Engine.IO path.
+    #[arg(long, env = "SOCKET_PATH", default_value = "/realtime/ws", global = true, value_parser = parse_socket_path)]
+    pub socket_path: String,
+    /// Comma-separated allowed origins, or `*` to allow any.
+    #[arg(long, env = "CORS_ORIGINS", default_value = "*", global = true)]
+    pub cors_origins: String,
+    /// Events per second per user, over all sockets and namespaces (also the burst).
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 10, global = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_second: u32,
+    #[arg(long, env = "HEARTBEAT_INTERVAL_SECS", default_value_t = 30, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat_interval_secs: u64,
+    /// A socket silent for this long is disconnected.
+    #[arg(long, env = "STALE_TIMEOUT_SECS", default_value_t = 120, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stale_timeout_secs: u64,
+    /// Largest accepted event, on both transports.
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 1 << 20, global = true, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_payload_bytes: u64,
+    #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 10, global = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_user: u32,
+    /// How long a user's last socket may be gone before friends see `offline`.
+    #[arg(long, env = "PRESENCE_GRACE_MS", default_value_t = 5000, global = true)]
+    pub presence_grace_ms: u64,
+    /// Log filter, `tracing_subscriber::EnvFilter` syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub rust_log: String,
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty", global = true)]
+    pub log_format: LogFormat,
+}
+
+fn parse_socket_path(raw: &str) -> Result<String, String> {
+    if !raw.starts_with('/') || raw.len() < 2 {
+        return Err("must start with '/' and name a path".into());
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+/// Allowed CORS origins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+/// Typed, validated settings. Built once; shared read-only.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database: DatabaseTarget,
+    /// `None` means "generate one": see [`crate::auth::JwtKeys::from_settings`].
+    pub jwt_secret: Option<String>,
+    pub socket_path: String,
+    pub cors_origins: CorsOrigins,
+    pub rate_limit_per_second: u32,
+    pub heartbeat_interval: Duration,
+    pub stale_timeout: Duration,
+    pub max_payload_bytes: usize,
+    pub max_connections_per_user: u32,
+    pub presence_grace: Duration,
+    pub rust_log: String,
+    pub log_format: LogFormat,
+}
+
+/// A configuration value that parsed but makes no sense; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ConfigArgs {
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        let database = match self.database_url.as_deref().map(str::trim) {
+            None | Some("") => DatabaseTarget::Sqlite(PathBuf::from("./data/diary-realtime.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseTarget::Postgres(url.to_string())
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                DatabaseTarget::Sqlite(PathBuf::from(path))
+            }
+            Some(_) => {
+                return Err(ConfigError {
+                    var: "DATABASE_URL",
+                    reason: "expected postgres://..., sqlite://path, or unset".into(),
+                })
+            }
+        };
+        if matches!(self.jwt_secret.as_deref(), Some(s) if s.len() < 16) {
+            return Err(ConfigError {
+                var: "JWT_SECRET",
+                reason: "must be at least 16 characters".into(),
+            });
+        }
+        let cors_origins = parse_cors(&self.cors_origins)?;
+        if usize::try_from(self.max_payload_bytes).is_err() {
+            return Err(ConfigError {
+                var: "MAX_PAYLOAD_BYTES",
+                reason: "too large for this platform".into(),
+            });
+        }
+        Ok(Settings {
+            host: self.host,
+            port: self.port,
+            database,
+            jwt_secret: self.jwt_secret,
+            socket_path: self.socket_path,
+            cors_origins,
+            rate_limit_per_second: self.rate_limit_per_second,
+            heartbeat_interval: Duration::from_secs(self.heartbeat_interval_secs),
+            stale_timeout: Duration::from_secs(self.stale_timeout_secs),
+            max_payload_bytes: self.max_payload_bytes as usize,
+            max_connections_per_user: self.max_connections_per_user,
+            presence_grace: Duration::from_millis(self.presence_grace_ms),
+            rust_log: self.rust_log,
+            log_format: self.log_format,
+        })
+    }
+}
+
+fn parse_cors(raw: &str) -> Result<CorsOrigins, ConfigError> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(CorsOrigins::Any);
+    }
+    let origins: Vec<String> = raw
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty()
+        || origins
+            .iter()
+            .any(|o| !(o.starts_with("http://") || o.starts_with("https://")))
+    {
+        return Err(ConfigError {
+            var: "CORS_ORIGINS",
+            reason: "expected '*' or a comma-separated list of http(s) origins".into(),
+        });
+    }
+    Ok(CorsOrigins::List(origins))
+}
+
+impl Settings {
+    /// Settings for tests and embedding: defaults, with the given database and secret.
+    pub fn for_tests(database: DatabaseTarget, jwt_secret: &str) -> Settings {
+        let mut args = ConfigArgs::parse_from(["diary-realtime"]);
+        args.port = 0;
+        args.host = IpAddr::from([127, 0, 0, 1]);
+        args.jwt_secret = Some(jwt_secret.to_string());
+        let mut settings = args.into_settings().unwrap_or_else(|e| panic!("{e}"));
+        settings.database = database;
+        settings
+    }
+}
+
+#[derive(Parser)]
+struct ConfigOnly {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+impl ConfigArgs {
+    fn parse_from<I, T>(args: I) -> ConfigArgs
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        ConfigOnly::parse_from(args).config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_lists_are_parsed_and_checked() {
+        assert_eq!(parse_cors("*").ok(), Some(CorsOrigins::Any));
+        assert_eq!(
+            parse_cors("http://a.test, https://b.test/").ok(),
+            Some(CorsOrigins::List(vec![
+                "http://a.test".into(),
+                "https://b.test".into()
+            ]))
+        );
+        assert!(parse_cors("ftp://x").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = Cli::try_parse_from(["diary-realtime", "--port", "abc"]).unwrap_err();
+        assert!(err.to_string().contains("<PORT>"), "{err}");
+        let err =
+            Cli::try_parse_from(["diary-realtime", "--rate-limit-per-second", "0"]).unwrap_err();
+        assert!(err.to_string().contains("<RATE_LIMIT_PER_SECOND>"), "{err}");
+    }
+}

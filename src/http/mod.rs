@@ -1,0 +1,41 @@
+//! HTTP routes beside Socket.IO: health, readiness, metrics and the REST API.
+
+mod auth;
+mod health;
+
+use axum::http::{header, HeaderValue, Method};
+use axum::routing::get;
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::CorsOrigins;
+use crate::state::AppState;
+
+pub use auth::{ApiError, BearerUser};
+
+/// The routes, without the Socket.IO layer.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .with_state(app)
+}
+
+/// CORS for both the REST routes and Socket.IO's polling requests.
+pub fn cors(origins: &CorsOrigins) -> CorsLayer {
+    let allow_origin = match origins {
+        // Mirroring (rather than `*`) keeps credentialed requests working.
+        CorsOrigins::Any => AllowOrigin::mirror_request(),
+        CorsOrigins::List(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ),
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}

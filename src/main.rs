@@ -1,0 +1,60 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use diary_realtime::config::{Cli, Command};
+use diary_realtime::{auth::JwtKeys, demo, ids::UserId, store, telemetry, Application};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // One line naming the variable, not clap's usage block.
+            let rendered = e.to_string();
+            eprintln!("{}", rendered.lines().next().unwrap_or("invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match cli.config.into_settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_tracing(&settings);
+
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => match Application::build(settings).await {
+            Ok(app) => app.run_until(diary_realtime::shutdown_signal()).await,
+            Err(e) => Err(e),
+        },
+        Command::Migrate => store::open(&settings)
+            .await
+            .map(|_| {
+                println!("migrations applied");
+            })
+            .map_err(Into::into),
+        Command::Token { user, ttl, role } => match &settings.jwt_secret {
+            Some(secret) => {
+                println!(
+                    "{}",
+                    JwtKeys::new(secret).mint(UserId(user), ttl, role.as_deref())
+                );
+                Ok(())
+            }
+            None => Err(anyhow::anyhow!(
+                "JWT_SECRET must be set (env or --jwt-secret) to mint a token the server accepts"
+            )),
+        },
+        Command::SeedDemo => demo::seed(&settings).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

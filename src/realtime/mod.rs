@@ -1,0 +1,81 @@
+//! Socket.IO: the namespaces and their events. Handlers here are thin: they parse,
+//! authorize and hand off to the domain modules.
+
+pub mod connect;
+pub mod ordered;
+pub mod reply;
+pub mod session;
+mod system;
+
+use socketioxide::extract::SocketRef;
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::SocketIo;
+
+use crate::state::AppState;
+use connect::{authenticate, SocketSetup};
+
+/// Namespaces carrying the full event surface (PROTOCOL.md section 1).
+pub const MAIN_NAMESPACES: [&str; 2] = ["/", "/realtime/ws"];
+/// The inbox-only namespace.
+pub const NOTIFICATIONS_NAMESPACE: &str = "/notifications";
+
+/// Builds the Socket.IO layer and registers every namespace.
+pub fn build(app: &AppState) -> SocketIoLayer {
+    let settings = &app.settings;
+    let (layer, io) = SocketIo::builder()
+        .req_path(settings.socket_path.clone())
+        // Polling bodies and websocket messages alike: one limit on both transports.
+        .max_payload(settings.max_payload_bytes as u64)
+        .ws_max_message_size(settings.max_payload_bytes)
+        .ws_max_frame_size(settings.max_payload_bytes)
+        .with_state(app.clone())
+        .build_layer();
+
+    for ns in MAIN_NAMESPACES {
+        io.ns(
+            ns,
+            SocketSetup {
+                register: register_main,
+            }
+            .with(authenticate),
+        );
+    }
+    io.ns(
+        NOTIFICATIONS_NAMESPACE,
+        SocketSetup {
+            register: register_notifications,
+        }
+        .with(authenticate),
+    );
+    app.set_io(io);
+    layer
+}
+
+fn register_main(s: &SocketRef) {
+    system::register(s);
+}
+
+fn register_notifications(s: &SocketRef) {
+    system::register(s);
+}
+
+/// Emits `heartbeat {timestamp}` to every socket on the fixed namespaces every
+/// `HEARTBEAT_INTERVAL_SECS`, and forgets idle rate-limit state, until shutdown.
+pub async fn run_heartbeat(app: AppState) {
+    let mut ticks = tokio::time::interval(app.settings.heartbeat_interval);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let payload = serde_json::json!({ "timestamp": chrono::Utc::now() });
+        for ns in MAIN_NAMESPACES.into_iter().chain([NOTIFICATIONS_NAMESPACE]) {
+            if let Some(ns) = app.io().of(ns) {
+                let _ = ns.emit("heartbeat", &payload).await;
+            }
+        }
+        app.limiter.forget_idle();
+    }
+}

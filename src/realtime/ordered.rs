@@ -1,0 +1,240 @@
+//! Client events, applied one at a time in the order each socket sent them.
+//!
+//! socketioxide spawns a task per incoming event, so two events of one socket can run
+//! out of order. [`on`] registers a `MessageHandler` whose synchronous `call` does the
+//! cheap, order-free work at arrival (activity, metrics, the rate limit, decoding) and
+//! appends the rest to the socket's queue; one task per socket ([`run_queue`]) drains
+//! it in order.
+//!
+//! Rate limit (PROTOCOL.md section 3): a [`EventKind::Query`] over budget is dropped at
+//! arrival with `RATE_LIMIT_EXCEEDED`; an [`EventKind::Edit`] is never dropped but waits
+//! in the queue for budget, up to `MAX_HELD_EDIT_BYTES` per socket, past which the socket
+//! is disconnected.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::{FromMessageParts, MessageHandler};
+use socketioxide::socket::Socket;
+use socketioxide_core::Value;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use super::reply::{ErrorDelivery, Outcome, Replier};
+use super::session::SocketSession;
+use crate::error::AppError;
+use crate::ids::EntryId;
+
+/// How an event counts against the user's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Dropped with `RATE_LIMIT_EXCEEDED` when over budget.
+    Query,
+    /// Held in order until budget allows.
+    Edit,
+    /// Not counted (`pong`).
+    Exempt,
+}
+
+/// A decoded event payload. Events about one entry name it, so that an `error` event
+/// can carry `entryId`.
+pub trait EventPayload: DeserializeOwned + Send + 'static {
+    fn entry_id(&self) -> Option<EntryId> {
+        None
+    }
+}
+
+impl EventPayload for serde::de::IgnoredAny {}
+impl EventPayload for serde_json::Value {}
+
+/// What a handler is given besides its payload.
+#[derive(Clone)]
+pub struct EventCtx {
+    pub socket: SocketRef,
+    pub session: Arc<SocketSession>,
+}
+
+/// One event waiting in a socket's queue.
+pub struct QueuedEvent {
+    /// Bytes reserved from the socket's hold bound; non-zero only for edits, which
+    /// wait for rate-limit budget before they run.
+    edit_bytes: usize,
+    run: Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>,
+}
+
+/// Registers `handler` for `event` on `socket`, ordered and rate-limited.
+pub fn on<T, F, Fut>(
+    socket: &SocketRef,
+    event: &'static str,
+    kind: EventKind,
+    delivery: ErrorDelivery,
+    handler: F,
+) where
+    T: EventPayload,
+    F: Fn(EventCtx, T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    socket.on(
+        event,
+        Ordered {
+            event,
+            kind,
+            delivery,
+            handler: Arc::new(handler),
+            payload: PhantomData,
+        },
+    );
+}
+
+/// Marker type for socketioxide's handler registry.
+pub struct OrderedMarker;
+
+struct Ordered<F, T> {
+    event: &'static str,
+    kind: EventKind,
+    delivery: ErrorDelivery,
+    handler: Arc<F>,
+    payload: PhantomData<fn() -> T>,
+}
+
+impl<F, T, Fut> MessageHandler<LocalAdapter, OrderedMarker> for Ordered<F, T>
+where
+    T: EventPayload,
+    F: Fn(EventCtx, T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    fn call(&self, s: Arc<Socket<LocalAdapter>>, mut v: Value, ack_id: Option<i64>) {
+        let size = payload_size(&v);
+        let Ok(socket) = SocketRef::from_message_parts(&s, &mut v, &ack_id);
+        let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
+        let Some(session) = socket.extensions.get::<Arc<SocketSession>>() else {
+            return;
+        };
+        session.touch();
+        metrics::counter!("diary_events_total", "event" => self.event).increment(1);
+        let replier = Replier {
+            socket: socket.clone(),
+            ack: ack_id.map(|_| ack),
+            event: self.event,
+            delivery: self.delivery,
+        };
+
+        let edit_bytes = match self.kind {
+            EventKind::Exempt => 0,
+            EventKind::Query => match session.app.limiter.try_acquire(session.user_id()) {
+                Ok(()) => 0,
+                Err(wait) => {
+                    metrics::counter!("diary_rate_limited_total", "event" => self.event)
+                        .increment(1);
+                    let retry_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+                    replier.fail(AppError::rate_limited(retry_ms), None, Some(&session));
+                    return;
+                }
+            },
+            EventKind::Edit => {
+                let bytes = size.max(1);
+                if !session.hold_edit(bytes) {
+                    session.release_edit(bytes);
+                    metrics::counter!("diary_rate_limited_total", "event" => self.event)
+                        .increment(1);
+                    tracing::warn!(user = %session.user_id(), "edit hold bound exceeded; disconnecting");
+                    replier.fail(AppError::rate_limited(1000), None, None);
+                    let _ = socket.disconnect();
+                    return;
+                }
+                bytes
+            }
+        };
+
+        let TryData(payload) = match TryData::<T>::from_message_parts(&s, &mut v, &ack_id) {
+            Ok(data) => data,
+            Err(never) => match never {},
+        };
+        let handler = self.handler.clone();
+        let ctx = EventCtx {
+            socket,
+            session: session.clone(),
+        };
+        session.enqueue(QueuedEvent {
+            edit_bytes,
+            run: Box::new(move || {
+                Box::pin(async move {
+                    match payload {
+                        Ok(request) => {
+                            let entry = request.entry_id();
+                            let outcome = handler(ctx, request).await;
+                            replier.finish(outcome, entry);
+                        }
+                        Err(e) => replier.fail(
+                            AppError::validation(format!("invalid payload: {e}")),
+                            None,
+                            None,
+                        ),
+                    }
+                })
+            }),
+        });
+    }
+}
+
+fn payload_size(v: &Value) -> usize {
+    match v {
+        Value::Str(text, binaries) => {
+            text.len() + binaries.iter().flatten().map(|b| b.len()).sum::<usize>()
+        }
+        Value::Bytes(bytes) => bytes.len(),
+    }
+}
+
+/// Drains one socket's queue in order until the socket closes. Also enforces the
+/// token's expiry and the stale timeout, since this task lives exactly as long as the
+/// socket.
+pub async fn run_queue(
+    socket: SocketRef,
+    session: Arc<SocketSession>,
+    mut queue: mpsc::UnboundedReceiver<QueuedEvent>,
+) {
+    let app = session.app.clone();
+    let stale_after = app.settings.stale_timeout;
+    let expires_at = session.user.expires_at.map(|exp| {
+        let left = exp.saturating_sub(crate::auth::unix_now());
+        Instant::now() + std::time::Duration::from_secs(left)
+    });
+    loop {
+        let idle_deadline = Instant::from_std(session.last_activity() + stale_after);
+        tokio::select! {
+            biased;
+            _ = session.closed.cancelled() => break,
+            event = queue.recv() => {
+                let Some(event) = event else { break };
+                if event.edit_bytes > 0 {
+                    tokio::select! {
+                        _ = session.closed.cancelled() => break,
+                        _ = app.limiter.acquire(session.user_id()) => {}
+                    }
+                    session.release_edit(event.edit_bytes);
+                }
+                (event.run)().await;
+            }
+            _ = sleep_until(expires_at.unwrap_or(idle_deadline)), if expires_at.is_some() => {
+                tracing::info!(user = %session.user_id(), "token expired; disconnecting");
+                let error = AppError::auth("token expired");
+                let _ = socket.emit("error", &super::reply::error_event(&error, "auth", None));
+                let _ = socket.clone().disconnect();
+                break;
+            }
+            _ = sleep_until(idle_deadline) => {
+                if session.last_activity().elapsed() >= stale_after {
+                    tracing::info!(user = %session.user_id(), "stale socket; disconnecting");
+                    let _ = socket.clone().disconnect();
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! What the server knows about one connected socket, stored in its extensions.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::ordered::QueuedEvent;
+use crate::auth::AuthUser;
+use crate::connections::ConnectionPermit;
+use crate::ids::UserId;
+use crate::state::AppState;
+
+/// One socket's session. Shared (`Arc`) between its handlers and its event queue task.
+pub struct SocketSession {
+    pub user: AuthUser,
+    pub app: AppState,
+    queue: mpsc::UnboundedSender<QueuedEvent>,
+    /// Handed to the socket's queue task when the socket is set up.
+    queue_rx: Mutex<Option<mpsc::UnboundedReceiver<QueuedEvent>>>,
+    /// Bytes of edits waiting for rate-limit budget; bounded by [`MAX_HELD_EDIT_BYTES`].
+    held_edit_bytes: AtomicUsize,
+    started: Instant,
+    last_activity_ms: AtomicU64,
+    last_rate_error_ms: AtomicU64,
+    /// Cancelled when the socket disconnects: its queue stops and held edits are dropped.
+    pub closed: CancellationToken,
+    permit: Mutex<Option<ConnectionPermit>>,
+}
+
+/// Per-socket bound on edits held back by the rate limit (PROTOCOL.md section 3).
+pub const MAX_HELD_EDIT_BYTES: usize = 1 << 20;
+
+const NEVER: u64 = u64::MAX;
+
+impl SocketSession {
+    pub fn new(user: AuthUser, app: AppState, permit: ConnectionPermit) -> Arc<Self> {
+        let (queue, rx) = mpsc::unbounded_channel();
+        Arc::new(SocketSession {
+            user,
+            app,
+            queue,
+            queue_rx: Mutex::new(Some(rx)),
+            held_edit_bytes: AtomicUsize::new(0),
+            started: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+            last_rate_error_ms: AtomicU64::new(NEVER),
+            closed: CancellationToken::new(),
+            permit: Mutex::new(Some(permit)),
+        })
+    }
+
+    pub(super) fn take_queue(&self) -> Option<mpsc::UnboundedReceiver<QueuedEvent>> {
+        self.queue_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    pub fn user_id(&self) -> UserId {
+        self.user.user_id
+    }
+
+    /// Records that the client said something (any event, or `pong`).
+    pub fn touch(&self) {
+        self.last_activity_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    /// When the client last said something.
+    pub fn last_activity(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed))
+    }
+
+    /// Reserves room for an edit waiting for budget; false when the socket already holds
+    /// too much (it must then be disconnected).
+    pub fn hold_edit(&self, bytes: usize) -> bool {
+        let before = self.held_edit_bytes.fetch_add(bytes, Ordering::AcqRel);
+        before + bytes <= MAX_HELD_EDIT_BYTES
+    }
+
+    pub fn release_edit(&self, bytes: usize) {
+        self.held_edit_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// True at most once per second: rate-limit errors without an ack are throttled.
+    pub fn may_report_rate_limit(&self) -> bool {
+        let now = self.elapsed_ms();
+        let last = self.last_rate_error_ms.load(Ordering::Relaxed);
+        if last != NEVER && now.saturating_sub(last) < 1000 {
+            return false;
+        }
+        self.last_rate_error_ms
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    pub(super) fn enqueue(&self, event: QueuedEvent) {
+        // Fails only after the queue task ended, i.e. the socket is gone.
+        let _ = self.queue.send(event);
+    }
+
+    /// Ends the session: stops its queue and gives its connection slot back.
+    /// Returns true when this was the user's last socket.
+    pub fn close(&self) -> bool {
+        self.closed.cancel();
+        let permit = self.permit.lock().unwrap_or_else(|p| p.into_inner()).take();
+        permit.is_some_and(ConnectionPermit::release)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(NEVER - 1)
+    }
+}

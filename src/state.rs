@@ -1,0 +1,60 @@
+//! The state shared by every handler and background task of one running server.
+
+use std::sync::{Arc, OnceLock};
+
+use socketioxide::SocketIo;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::JwtKeys;
+use crate::config::Settings;
+use crate::connections::ConnectionRegistry;
+use crate::ratelimit::UserRateLimiter;
+use crate::store::Store;
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub keys: JwtKeys,
+    pub limiter: UserRateLimiter,
+    pub connections: ConnectionRegistry,
+    /// Cancelled when the server starts shutting down; background tasks stop on it.
+    pub shutdown: CancellationToken,
+    io: OnceLock<SocketIo>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Arc<dyn Store>, keys: JwtKeys) -> Self {
+        AppState(Arc::new(AppInner {
+            limiter: UserRateLimiter::new(settings.rate_limit_per_second),
+            connections: ConnectionRegistry::new(settings.max_connections_per_user),
+            shutdown: CancellationToken::new(),
+            io: OnceLock::new(),
+            settings,
+            store,
+            keys,
+        }))
+    }
+
+    /// The Socket.IO server; set once while the app is built, before any socket exists.
+    pub fn io(&self) -> &SocketIo {
+        self.0
+            .io
+            .get()
+            .unwrap_or_else(|| unreachable!("io is set before the server accepts sockets"))
+    }
+
+    pub(crate) fn set_io(&self, io: SocketIo) {
+        let _ = self.0.io.set(io);
+    }
+}

@@ -1,0 +1,39 @@
+//! Storage: one [`Store`] trait, with a PostgreSQL and an embedded SQLite
+//! implementation. The trait is the union of small per-domain traits so each domain's
+//! queries live in their own file; the rest of the server only sees `Arc<dyn Store>`.
+
+mod directory;
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+pub use directory::{DirectoryStore, EntryRole, NewEntry, NewUser, Visibility};
+
+use crate::config::{DatabaseTarget, Settings};
+
+/// A storage failure. Never shown to clients (they get `SERVER_ERROR`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the server persists or reads, whatever the database.
+pub trait Store: DirectoryStore + Send + Sync + 'static {}
+
+impl<T> Store for T where T: DirectoryStore + Send + Sync + 'static {}
+
+/// Opens the configured database and brings its schema up to date.
+pub async fn open(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
+    match &settings.database {
+        DatabaseTarget::Postgres(url) => Ok(Arc::new(postgres::PgStore::connect(url).await?)),
+        DatabaseTarget::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+    }
+}
