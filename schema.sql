@@ -112,12 +112,14 @@ CREATE INDEX IF NOT EXISTS active_sessions_entry_idx ON active_sessions (entry_i
 CREATE INDEX IF NOT EXISTS active_sessions_socket_idx ON active_sessions (socket_id);
 CREATE INDEX IF NOT EXISTS active_sessions_last_seen_idx ON active_sessions (last_seen);
 
--- Server-owned: the collaborative document of each entry. `seq` is the entry's
--- version after the update was applied; the log is append-only until compaction
+-- Server-owned: the collaborative document of each entry. `seq` orders the log;
+-- `version` is the entry's version after the update was applied (a Yjs update kept
+-- pending by yrs is logged without a version bump). The log is append-only until compaction
 -- folds a prefix of it into a snapshot.
 CREATE TABLE IF NOT EXISTS entry_updates (
     entry_id UUID NOT NULL,
     seq BIGINT NOT NULL,
+    version BIGINT NOT NULL,
     payload BYTEA NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (entry_id, seq)
@@ -126,6 +128,7 @@ CREATE TABLE IF NOT EXISTS entry_updates (
 CREATE TABLE IF NOT EXISTS entry_snapshots (
     entry_id UUID NOT NULL,
     upto_seq BIGINT NOT NULL,
+    version BIGINT NOT NULL,
     state BYTEA NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (entry_id, upto_seq)

@@ -4,6 +4,7 @@
 //! listener (port 0 picks a free one), so `main` and the tests start the same server.
 
 pub mod auth;
+pub mod collab;
 pub mod config;
 pub mod connections;
 pub mod demo;
@@ -84,6 +85,11 @@ impl Application {
             tracing::info!("shutting down");
             closing.shutdown.cancel();
             closing.io().close().await;
+            // Sockets are gone (without disconnect handlers): flush every entry.
+            closing
+                .collab
+                .shutdown(std::time::Duration::from_secs(10))
+                .await;
         })
         .await?;
         state.shutdown.cancel();

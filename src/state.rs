@@ -6,6 +6,7 @@ use socketioxide::SocketIo;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
+use crate::collab::Collab;
 use crate::config::Settings;
 use crate::connections::ConnectionRegistry;
 use crate::ratelimit::UserRateLimiter;
@@ -21,6 +22,7 @@ pub struct AppInner {
     pub keys: JwtKeys,
     pub limiter: UserRateLimiter,
     pub connections: ConnectionRegistry,
+    pub collab: Collab,
     /// Cancelled when the server starts shutting down; background tasks stop on it.
     pub shutdown: CancellationToken,
     io: OnceLock<SocketIo>,
@@ -38,6 +40,7 @@ impl AppState {
         AppState(Arc::new(AppInner {
             limiter: UserRateLimiter::new(settings.rate_limit_per_second),
             connections: ConnectionRegistry::new(settings.max_connections_per_user),
+            collab: Collab::start(store.clone()),
             shutdown: CancellationToken::new(),
             io: OnceLock::new(),
             settings,

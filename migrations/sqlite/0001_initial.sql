@@ -81,6 +81,7 @@ CREATE INDEX IF NOT EXISTS active_sessions_last_seen_idx ON active_sessions (las
 CREATE TABLE IF NOT EXISTS entry_updates (
     entry_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
+    version INTEGER NOT NULL,
     payload BLOB NOT NULL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (entry_id, seq)
@@ -89,6 +90,7 @@ CREATE TABLE IF NOT EXISTS entry_updates (
 CREATE TABLE IF NOT EXISTS entry_snapshots (
     entry_id TEXT NOT NULL,
     upto_seq INTEGER NOT NULL,
+    version INTEGER NOT NULL,
     state BLOB NOT NULL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (entry_id, upto_seq)

@@ -1,6 +1,7 @@
 //! HTTP routes beside Socket.IO: health, readiness, metrics and the REST API.
 
 mod auth;
+mod entries;
 mod health;
 
 use axum::http::{header, HeaderValue, Method};
@@ -19,6 +20,7 @@ pub fn router(app: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/api/entries/{id}/content", get(entries::content))
         .with_state(app)
 }
 

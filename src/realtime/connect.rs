@@ -94,6 +94,11 @@ async fn on_disconnect(s: SocketRef, reason: DisconnectReason) {
         return;
     };
     let last_socket = session.close();
+    let member = crate::collab::actor::MemberId::of(&s);
+    for entry in session.take_joined() {
+        session.app.collab.leave(entry, member.clone());
+    }
+    super::yjs::forget_namespace_if_empty(&session.app, s.ns());
     metrics::gauge!("diary_connections").decrement(1.0);
     tracing::info!(user = %session.user_id(), ns = s.ns(), sid = %s.id, ?reason, last_socket, "disconnected");
 }

@@ -2,10 +2,12 @@
 //! authorize and hand off to the domain modules.
 
 pub mod connect;
+mod entries;
 pub mod ordered;
 pub mod reply;
 pub mod session;
 mod system;
+pub mod yjs;
 
 use socketioxide::extract::SocketRef;
 use socketioxide::handler::ConnectHandler;
@@ -48,12 +50,24 @@ pub fn build(app: &AppState) -> SocketIoLayer {
         }
         .with(authenticate),
     );
+    if let Err(e) = io.dyn_ns(
+        yjs::NAMESPACE_PATTERN,
+        SocketSetup {
+            register: yjs::register,
+        }
+        .with(yjs::authorize_entry)
+        .with(authenticate),
+    ) {
+        // The pattern is a constant: this cannot fail at run time.
+        tracing::error!(error = %e, "y-socket.io namespaces unavailable");
+    }
     app.set_io(io);
     layer
 }
 
 fn register_main(s: &SocketRef) {
     system::register(s);
+    entries::register(s);
 }
 
 fn register_notifications(s: &SocketRef) {

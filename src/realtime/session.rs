@@ -1,5 +1,6 @@
 //! What the server knows about one connected socket, stored in its extensions.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::ordered::QueuedEvent;
 use crate::auth::AuthUser;
 use crate::connections::ConnectionPermit;
-use crate::ids::UserId;
+use crate::ids::{EntryId, UserId};
 use crate::state::AppState;
 
 /// One socket's session. Shared (`Arc`) between its handlers and its event queue task.
@@ -28,6 +29,8 @@ pub struct SocketSession {
     /// Cancelled when the socket disconnects: its queue stops and held edits are dropped.
     pub closed: CancellationToken,
     permit: Mutex<Option<ConnectionPermit>>,
+    /// Entries this socket has joined (events for others are refused).
+    joined: Mutex<HashSet<EntryId>>,
 }
 
 /// Per-socket bound on edits held back by the rate limit (PROTOCOL.md section 3).
@@ -49,6 +52,7 @@ impl SocketSession {
             last_rate_error_ms: AtomicU64::new(NEVER),
             closed: CancellationToken::new(),
             permit: Mutex::new(Some(permit)),
+            joined: Mutex::new(HashSet::new()),
         })
     }
 
@@ -108,6 +112,28 @@ impl SocketSession {
         self.closed.cancel();
         let permit = self.permit.lock().unwrap_or_else(|p| p.into_inner()).take();
         permit.is_some_and(ConnectionPermit::release)
+    }
+
+    pub fn has_joined(&self, entry: EntryId) -> bool {
+        self.lock_joined().contains(&entry)
+    }
+
+    pub fn mark_joined(&self, entry: EntryId) {
+        self.lock_joined().insert(entry);
+    }
+
+    /// Returns whether the socket had joined.
+    pub fn mark_left(&self, entry: EntryId) -> bool {
+        self.lock_joined().remove(&entry)
+    }
+
+    /// Every joined entry, forgetting them (the socket is leaving).
+    pub fn take_joined(&self) -> Vec<EntryId> {
+        self.lock_joined().drain().collect()
+    }
+
+    fn lock_joined(&self) -> std::sync::MutexGuard<'_, HashSet<EntryId>> {
+        self.joined.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn elapsed_ms(&self) -> u64 {

@@ -2,6 +2,7 @@
 //! insert (LISTEN/NOTIFY).
 
 mod directory;
+mod entries;
 
 use std::time::Duration;
 

@@ -1,0 +1,79 @@
+//! Awareness (cursors, names, selections of Yjs editors) for one entry: the latest
+//! state per Yjs client id, and which member sent it, so a member's states can be
+//! removed, and the removal broadcast, when it leaves.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use yrs::sync::awareness::{Awareness, AwarenessUpdate};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{ClientID, Doc};
+
+use super::actor::MemberId;
+use super::doc::DocError;
+
+pub struct AwarenessStates {
+    awareness: Awareness,
+    owners: HashMap<ClientID, MemberId>,
+}
+
+impl AwarenessStates {
+    pub fn new() -> Self {
+        Self {
+            // Awareness needs a doc of its own; only its client id is used, for
+            // nothing (states here are all remote).
+            awareness: Awareness::new(Doc::new()),
+            owners: HashMap::new(),
+        }
+    }
+
+    /// Applies a y-protocols awareness update sent by `from`. Returns whether it was
+    /// well-formed (only then is it relayed).
+    pub fn apply(&mut self, from: &MemberId, bytes: &[u8]) -> Result<(), DocError> {
+        let update = catch_unwind(|| AwarenessUpdate::decode_v1(bytes))
+            .map_err(|_| DocError::MalformedUpdate)?
+            .map_err(|_| DocError::MalformedUpdate)?;
+        let clients: Vec<ClientID> = update.clients.keys().copied().collect();
+        catch_unwind(AssertUnwindSafe(|| self.awareness.apply_update(update)))
+            .map_err(|_| DocError::MalformedUpdate)?
+            .map_err(|_| DocError::MalformedUpdate)?;
+        for client in clients {
+            self.owners.insert(client, from.clone());
+        }
+        Ok(())
+    }
+
+    /// Removes every state `member` sent; returns the encoded removal to broadcast.
+    pub fn remove_member(&mut self, member: &MemberId) -> Option<Vec<u8>> {
+        let clients: Vec<ClientID> = self
+            .owners
+            .iter()
+            .filter(|(_, owner)| *owner == member)
+            .map(|(client, _)| *client)
+            .collect();
+        if clients.is_empty() {
+            return None;
+        }
+        for client in &clients {
+            self.owners.remove(client);
+            self.awareness.remove_state(*client);
+        }
+        self.awareness
+            .update_with_clients(clients)
+            .ok()
+            .map(|u| u.encode_v1())
+    }
+
+    /// Every live state, for a member that just synced.
+    pub fn full_update(&self) -> Option<Vec<u8>> {
+        let update = self.awareness.update().ok()?;
+        (!update.clients.is_empty()).then(|| update.encode_v1())
+    }
+}
+
+impl Default for AwarenessStates {
+    fn default() -> Self {
+        Self::new()
+    }
+}

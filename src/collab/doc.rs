@@ -1,0 +1,523 @@
+//! One entry's yrs document: a `Y.Text` named `content`, its version counter, and the
+//! guarded way to apply untrusted Yjs updates to it. Knows nothing about sockets or
+//! storage.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use yrs::types::text::YChange;
+use yrs::types::Delta;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
+use yrs::{
+    Any, Assoc, Doc, GetString, IdSet, IndexedSequence, Observable, OffsetKind, Options, ReadTxn,
+    Snapshot, StateVector, StickyIndex, Text, TextRef, Transact, TransactionMut, Update,
+};
+
+use super::delta::{self, QuillDelta, QuillOp};
+
+/// How many past versions a Quill delta may be based on (PROTOCOL.md 5.2).
+pub const VERSION_HISTORY: usize = 1000;
+
+/// Largest encoded doc that may still grow (PROTOCOL.md: 10 MiB).
+pub const MAX_DOC_BYTES: usize = 10 << 20;
+
+/// Why an update or state vector was refused. Each leaves the doc untouched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocError {
+    #[error("malformed Yjs update")]
+    MalformedUpdate,
+    #[error("malformed state vector")]
+    MalformedStateVector,
+    #[error("document is over its 10 MiB limit")]
+    TooLarge,
+    /// yrs panicked while integrating: the in-memory doc can no longer be trusted and
+    /// must be rebuilt from what is stored.
+    #[error("update could not be applied")]
+    Poisoned,
+    #[error("delta does not fit the text at its base version: {0}")]
+    BadDelta(String),
+    #[error("baseVersion {0} is too old or unknown; resync with state_request")]
+    StaleBase(u64),
+}
+
+/// What applying an update did.
+#[derive(Debug)]
+pub enum Applied {
+    /// The doc changed; `version` was incremented. `update` is what was integrated
+    /// (possibly including earlier pending updates it unblocked): the form relayed to
+    /// Yjs peers. `delta` is the same change to the text, for Quill-delta clients.
+    Changed { update: Vec<u8>, delta: QuillDelta },
+    /// yrs integrated nothing yet and keeps the update pending (missing dependencies).
+    /// It must be stored like any other update, or the doc reloads without it.
+    Pending,
+    /// Nothing new (duplicate or empty update).
+    Unchanged,
+}
+
+/// The doc with its text and version.
+pub struct EntryDoc {
+    doc: Doc,
+    text: TextRef,
+    version: u64,
+    /// Upper bound on the encoded size; recomputed exactly when it crosses the limit.
+    size_estimate: usize,
+    /// Text deltas produced by the last transaction (filled by the observer).
+    last_delta: Arc<Mutex<Vec<QuillDelta>>>,
+    /// Recent versions, oldest first: enough to rebuild the doc as it was at each.
+    history: VecDeque<VersionMark>,
+}
+
+/// What it takes to rebuild a past version: the state vector then, and what each
+/// later change deleted (subtracted from today's deletions).
+struct VersionMark {
+    version: u64,
+    state_vector: StateVector,
+    deleted_by_change: IdSet,
+}
+
+fn doc_options() -> Options {
+    Options {
+        // JavaScript clients count UTF-16 code units; so must every index here.
+        offset_kind: OffsetKind::Utf16,
+        // Keep deleted content: past versions stay reconstructible (stale-base
+        // deltas are applied against them).
+        skip_gc: true,
+        ..Options::default()
+    }
+}
+
+impl EntryDoc {
+    pub fn new() -> Self {
+        let doc = Doc::with_options(doc_options());
+        let text = doc.get_or_insert_text("content");
+        let last_delta = Arc::new(Mutex::new(Vec::new()));
+        let sink = last_delta.clone();
+        text.observe("entry-delta", move |txn, event| {
+            let change = delta::from_text_event(event.delta(txn));
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(change);
+        });
+        EntryDoc {
+            doc,
+            text,
+            version: 0,
+            size_estimate: 0,
+            last_delta,
+            history: VecDeque::new(),
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Sets the version after loading from storage; history starts here.
+    pub fn set_version(&mut self, version: u64) {
+        self.version = version;
+        self.history.clear();
+        let state_vector = self.doc.transact().state_vector();
+        self.remember(state_vector, IdSet::new());
+    }
+
+    fn remember(&mut self, state_vector: StateVector, deleted_by_change: IdSet) {
+        self.history.push_back(VersionMark {
+            version: self.version,
+            state_vector,
+            deleted_by_change,
+        });
+        while self.history.len() > VERSION_HISTORY + 1 {
+            self.history.pop_front();
+        }
+    }
+
+    /// Applies an untrusted Yjs v1 update. Decoding and integration are guarded: a
+    /// hostile update is refused and never panics the process.
+    pub fn apply_update(&mut self, bytes: &[u8]) -> Result<Applied, DocError> {
+        if self.size_estimate.saturating_add(bytes.len()) > MAX_DOC_BYTES {
+            self.size_estimate = self.encoded_len();
+            if self.size_estimate.saturating_add(bytes.len()) > MAX_DOC_BYTES {
+                return Err(DocError::TooLarge);
+            }
+        }
+        let update = catch_unwind(|| Update::decode_v1(bytes))
+            .map_err(|_| DocError::MalformedUpdate)?
+            .map_err(|_| DocError::MalformedUpdate)?;
+        self.clear_delta();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = self.doc.transact_mut();
+            txn.apply_update(update).map(|()| {
+                let changed = !txn.insert_set().is_empty() || !txn.delete_set().is_empty();
+                let effective = changed.then(|| change_of(&txn));
+                (effective, txn.has_missing_updates())
+            })
+        }));
+        match outcome {
+            Err(_) => Err(DocError::Poisoned),
+            Ok(Err(_)) => Err(DocError::MalformedUpdate),
+            Ok(Ok((Some(change), _))) => {
+                self.size_estimate += bytes.len();
+                Ok(self.changed(change))
+            }
+            Ok(Ok((None, true))) => {
+                self.size_estimate += bytes.len();
+                Ok(Applied::Pending)
+            }
+            Ok(Ok((None, false))) => Ok(Applied::Unchanged),
+        }
+    }
+
+    /// Applies a Quill delta written against `base` (the current version when `None`).
+    /// A stale base is rebuilt from history, the delta applied to that copy, and the
+    /// result merged through the CRDT, so concurrent edits keep their intent.
+    pub fn apply_delta(&mut self, ops: &[QuillOp], base: Option<u64>) -> Result<Applied, DocError> {
+        let base = base.unwrap_or(self.version);
+        if base > self.version {
+            return Err(DocError::StaleBase(base));
+        }
+        if base == self.version {
+            check_fits(ops, self.text.len(&self.doc.transact()))?;
+            self.clear_delta();
+            let change = {
+                let mut txn = self.doc.transact_mut();
+                self.text.apply_delta(&mut txn, to_yrs_delta(ops));
+                let changed = !txn.insert_set().is_empty() || !txn.delete_set().is_empty();
+                changed.then(|| change_of(&txn))
+            };
+            return Ok(match change {
+                Some(change) => self.changed(change),
+                None => Applied::Unchanged,
+            });
+        }
+        let past = self.snapshot_at(base).ok_or(DocError::StaleBase(base))?;
+        let mut encoder = EncoderV1::new();
+        self.doc
+            .transact()
+            .encode_state_from_snapshot(&past, &mut encoder)
+            .map_err(|_| DocError::StaleBase(base))?;
+        let fork = Doc::with_options(doc_options());
+        let fork_text = fork.get_or_insert_text("content");
+        let past_state =
+            Update::decode_v1(&encoder.to_vec()).map_err(|_| DocError::StaleBase(base))?;
+        let edit = {
+            let mut txn = fork.transact_mut();
+            txn.apply_update(past_state)
+                .map_err(|_| DocError::StaleBase(base))?;
+            drop(txn);
+            check_fits(ops, fork_text.len(&fork.transact()))?;
+            let mut txn = fork.transact_mut();
+            fork_text.apply_delta(&mut txn, to_yrs_delta(ops));
+            txn.encode_update_v1()
+        };
+        self.apply_update(&edit)
+    }
+
+    /// Rebuilds the state of a past version from the history, if still held.
+    fn snapshot_at(&self, version: u64) -> Option<Snapshot> {
+        let index = self.history.iter().position(|m| m.version == version)?;
+        let mut deleted = self.doc.transact().snapshot().delete_set;
+        let mut deleted_since = IdSet::new();
+        for mark in self.history.iter().skip(index + 1) {
+            deleted_since.merge_with(mark.deleted_by_change.clone());
+        }
+        deleted.diff_with(&deleted_since);
+        Some(Snapshot::new(
+            self.history[index].state_vector.clone(),
+            deleted,
+        ))
+    }
+
+    fn changed(&mut self, change: Change) -> Applied {
+        self.version += 1;
+        self.remember(change.state_vector, change.deleted);
+        Applied::Changed {
+            update: change.update,
+            delta: self.take_delta(),
+        }
+    }
+
+    /// Applies a trusted update from storage (no size limit, no version change).
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), DocError> {
+        let update = catch_unwind(|| Update::decode_v1(bytes))
+            .map_err(|_| DocError::MalformedUpdate)?
+            .map_err(|_| DocError::MalformedUpdate)?;
+        catch_unwind(AssertUnwindSafe(|| {
+            self.doc.transact_mut().apply_update(update)
+        }))
+        .map_err(|_| DocError::Poisoned)?
+        .map_err(|_| DocError::MalformedUpdate)?;
+        self.size_estimate += bytes.len();
+        self.clear_delta();
+        Ok(())
+    }
+
+    /// The encoded state vector (sync step 1).
+    pub fn state_vector(&self) -> Vec<u8> {
+        self.doc.transact().state_vector().encode_v1()
+    }
+
+    /// What a peer with `state_vector` lacks (sync step 2).
+    pub fn diff_since(&self, state_vector: &[u8]) -> Result<Vec<u8>, DocError> {
+        let sv = catch_unwind(|| StateVector::decode_v1(state_vector))
+            .map_err(|_| DocError::MalformedStateVector)?
+            .map_err(|_| DocError::MalformedStateVector)?;
+        Ok(self.doc.transact().encode_state_as_update_v1(&sv))
+    }
+
+    /// The whole doc as one update.
+    pub fn encode_full(&self) -> Vec<u8> {
+        self.doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default())
+    }
+
+    /// True while yrs holds updates whose dependencies never arrived.
+    pub fn has_pending(&self) -> bool {
+        self.doc.transact().has_missing_updates()
+    }
+
+    pub fn text(&self) -> String {
+        self.text.get_string(&self.doc.transact())
+    }
+
+    /// A position that moves with the text (clamped to its end).
+    pub fn anchor(&self, index: u32) -> Option<StickyIndex> {
+        let txn = self.doc.transact();
+        let index = index.min(self.text.len(&txn));
+        self.text.sticky_index(&txn, index, Assoc::After)
+    }
+
+    /// Where an anchored position is now.
+    pub fn resolve(&self, anchor: &StickyIndex) -> Option<u32> {
+        anchor.get_offset(&self.doc.transact()).map(|o| o.index)
+    }
+
+    /// The whole text with its formatting, as a Quill delta.
+    pub fn delta(&self) -> QuillDelta {
+        delta::from_diff(self.text.diff(&self.doc.transact(), YChange::identity))
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.encode_full().len()
+    }
+
+    fn clear_delta(&self) {
+        self.last_delta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    fn take_delta(&self) -> QuillDelta {
+        let parts = std::mem::take(&mut *self.last_delta.lock().unwrap_or_else(|p| p.into_inner()));
+        // One transaction produces at most one event on the text.
+        parts.into_iter().next().unwrap_or_default()
+    }
+}
+
+/// What one transaction changed.
+struct Change {
+    update: Vec<u8>,
+    state_vector: StateVector,
+    deleted: IdSet,
+}
+
+fn change_of(txn: &TransactionMut) -> Change {
+    Change {
+        update: txn.encode_update_v1(),
+        state_vector: txn.state_vector(),
+        deleted: txn.delete_set().clone(),
+    }
+}
+
+/// Refuses a delta that does not fit a text of `len` UTF-16 units: retains or deletes
+/// past the end, empty or zero-length operations, inserts that are neither text nor
+/// an embed object.
+fn check_fits(ops: &[QuillOp], len: u32) -> Result<(), DocError> {
+    let bad = |m: &str| Err(DocError::BadDelta(m.to_string()));
+    let mut cursor: u64 = 0;
+    for op in ops {
+        match op {
+            QuillOp::Insert { insert, .. } => match insert {
+                serde_json::Value::String(s) if !s.is_empty() => {}
+                serde_json::Value::Object(o) if !o.is_empty() => {}
+                _ => return bad("insert must be a non-empty string or an embed object"),
+            },
+            QuillOp::Retain { retain: n, .. } | QuillOp::Delete { delete: n } => {
+                if *n == 0 {
+                    return bad("lengths must be positive");
+                }
+                cursor += u64::from(*n);
+                if cursor > u64::from(len) {
+                    return bad("retain or delete goes past the end of the text");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn to_yrs_delta(ops: &[QuillOp]) -> Vec<Delta<Any>> {
+    ops.iter()
+        .map(|op| match op {
+            QuillOp::Insert { insert, attributes } => Delta::Inserted(
+                delta::json_to_any(insert),
+                attributes
+                    .as_ref()
+                    .map(|a| Box::new(delta::json_to_attrs(a))),
+            ),
+            QuillOp::Delete { delete } => Delta::Deleted(*delete),
+            QuillOp::Retain { retain, attributes } => Delta::Retain(
+                *retain,
+                attributes
+                    .as_ref()
+                    .map(|a| Box::new(delta::json_to_attrs(a))),
+            ),
+        })
+        .collect()
+}
+
+impl Default for EntryDoc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update_inserting(text: &str) -> Vec<u8> {
+        let doc = Doc::new();
+        let t = doc.get_or_insert_text("content");
+        let mut txn = doc.transact_mut();
+        t.insert(&mut txn, 0, text);
+        txn.encode_update_v1()
+    }
+
+    #[test]
+    fn applies_counts_and_reports_deltas() {
+        let mut doc = EntryDoc::new();
+        let update = update_inserting("héllo 👋");
+        match doc.apply_update(&update).unwrap() {
+            Applied::Changed { delta, .. } => assert_eq!(delta.ops.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(doc.version(), 1);
+        assert!(matches!(
+            doc.apply_update(&update).unwrap(),
+            Applied::Unchanged
+        ));
+        assert_eq!(doc.version(), 1);
+        assert_eq!(doc.text(), "héllo 👋");
+    }
+
+    #[test]
+    fn hostile_bytes_are_refused() {
+        let mut doc = EntryDoc::new();
+        doc.apply_update(&update_inserting("keep")).unwrap();
+        for bad in [
+            &b""[..],
+            &[0xff; 64][..],
+            &[1, 0xff, 0xff, 0xff, 0xff, 0x0f][..],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9][..],
+        ] {
+            let _ = doc.apply_update(bad);
+        }
+        assert_eq!(doc.text(), "keep");
+    }
+
+    fn ops(json: serde_json::Value) -> Vec<QuillOp> {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn deltas_apply_and_bad_ones_change_nothing() {
+        let mut doc = EntryDoc::new();
+        doc.set_version(0);
+        doc.apply_delta(&ops(serde_json::json!([{"insert": "hello world"}])), None)
+            .unwrap();
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 6}, {"retain": 5, "attributes": {"bold": true}}])),
+            Some(1),
+        )
+        .unwrap();
+        assert_eq!(doc.version(), 2);
+        for bad in [
+            serde_json::json!([{"retain": 12}]),
+            serde_json::json!([{"delete": 20}]),
+            serde_json::json!([{"retain": 0}]),
+            serde_json::json!([{"insert": ""}]),
+            serde_json::json!([{"insert": 5}]),
+        ] {
+            assert!(doc.apply_delta(&ops(bad), None).is_err());
+        }
+        assert!(doc
+            .apply_delta(&ops(serde_json::json!([{"insert": "x"}])), Some(9))
+            .is_err());
+        assert_eq!(doc.text(), "hello world");
+        assert_eq!(doc.version(), 2);
+    }
+
+    #[test]
+    fn stale_base_deltas_merge_through_the_crdt() {
+        let mut doc = EntryDoc::new();
+        doc.set_version(0);
+        doc.apply_delta(&ops(serde_json::json!([{"insert": "abcdef"}])), None)
+            .unwrap();
+        // Two clients at version 1: one inserts at the start, one deletes "ef".
+        doc.apply_delta(&ops(serde_json::json!([{"insert": "X"}])), Some(1))
+            .unwrap();
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 4}, {"delete": 2}])),
+            Some(1),
+        )
+        .unwrap();
+        assert_eq!(doc.text(), "Xabcd");
+        // Two inserts at one position, both kept.
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 3}, {"insert": "1"}])),
+            Some(3),
+        )
+        .unwrap();
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 3}, {"insert": "2"}])),
+            Some(3),
+        )
+        .unwrap();
+        let text = doc.text();
+        assert!(text == "Xab12cd" || text == "Xab21cd", "{text}");
+        // Version 0 is still in the history.
+        assert!(doc
+            .apply_delta(&ops(serde_json::json!([{"insert": "x"}])), Some(0))
+            .is_ok());
+    }
+
+    #[test]
+    fn missing_dependencies_are_pending() {
+        let source = Doc::new();
+        let t = source.get_or_insert_text("content");
+        let first = {
+            let mut txn = source.transact_mut();
+            t.insert(&mut txn, 0, "a");
+            txn.encode_update_v1()
+        };
+        let second = {
+            let mut txn = source.transact_mut();
+            t.insert(&mut txn, 1, "b");
+            txn.encode_update_v1()
+        };
+        let mut doc = EntryDoc::new();
+        assert!(matches!(
+            doc.apply_update(&second).unwrap(),
+            Applied::Pending
+        ));
+        assert!(doc.has_pending());
+        assert!(matches!(
+            doc.apply_update(&first).unwrap(),
+            Applied::Changed { .. }
+        ));
+        assert_eq!(doc.text(), "ab");
+        assert!(!doc.has_pending());
+    }
+}

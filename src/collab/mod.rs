@@ -1,0 +1,211 @@
+//! Collaborative entries: one actor per loaded entry owns its yrs doc (see
+//! [`actor`]); [`Collab`] finds or starts actors and carries requests to them.
+
+pub mod actor;
+mod awareness;
+pub mod cursors;
+pub mod delta;
+pub mod doc;
+mod persist;
+mod registry;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use crate::error::AppError;
+use crate::ids::EntryId;
+use crate::realtime::reply::{Outcome, Reply};
+use crate::store::Store;
+use actor::{ContentView, DocCommand, Edit, JoinInfo, Member, MemberId};
+use cursors::{Position, Selection};
+use persist::Persister;
+use registry::Registry;
+
+/// The collaboration service shared by all handlers.
+pub struct Collab {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    /// `None` once shutting down.
+    persister: Mutex<Option<Persister>>,
+    committer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    actors: TaskTracker,
+}
+
+impl Collab {
+    /// Starts the group committer; actors start on demand.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (persister, committer) = Persister::start(store.clone());
+        Collab {
+            store,
+            registry: Registry::default(),
+            persister: Mutex::new(Some(persister)),
+            committer: Mutex::new(Some(committer)),
+            actors: TaskTracker::new(),
+        }
+    }
+
+    /// Adds a member at once (so later requests queue behind it); the returned future
+    /// resolves once the doc is loaded and the member is in.
+    pub fn join(
+        &self,
+        entry: EntryId,
+        member: Member,
+    ) -> impl std::future::Future<Output = Result<JoinInfo, AppError>> + Send + 'static {
+        self.ask(entry, |reply| DocCommand::Join { member, reply })
+    }
+
+    pub fn leave(&self, entry: EntryId, member: MemberId) {
+        self.deliver(entry, DocCommand::Leave { member });
+    }
+
+    /// The requests below answer through `Reply::Later`: the socket's queue moves on
+    /// as soon as the request is in the actor's mailbox (which keeps their order), and
+    /// the ack follows when the actor answers (for edits: once committed).
+    pub fn sync_step1(&self, entry: EntryId, member: MemberId, state_vector: Bytes) -> Outcome {
+        self.later(entry, |reply| DocCommand::SyncStep1 {
+            member,
+            state_vector,
+            reply,
+        })
+    }
+
+    pub fn edit(&self, entry: EntryId, member: MemberId, edit: Edit) -> Outcome {
+        self.later(entry, |reply| DocCommand::Edit {
+            member,
+            edit,
+            reply: Some(reply),
+        })
+    }
+
+    pub fn cursor(
+        &self,
+        entry: EntryId,
+        member: MemberId,
+        position: Position,
+        selection: Selection,
+    ) -> Outcome {
+        self.later(entry, |reply| DocCommand::Cursor {
+            member,
+            position,
+            selection,
+            reply,
+        })
+    }
+
+    pub fn typing(&self, entry: EntryId, member: MemberId, is_typing: bool) -> Outcome {
+        self.later(entry, |reply| DocCommand::Typing {
+            member,
+            is_typing,
+            reply,
+        })
+    }
+
+    pub fn awareness(&self, entry: EntryId, member: MemberId, update: Bytes) -> Outcome {
+        self.later(entry, |reply| DocCommand::Awareness {
+            member,
+            update,
+            reply,
+        })
+    }
+
+    /// The entry's whole state (loads the doc if needed; it unloads again when idle).
+    pub async fn content(&self, entry: EntryId) -> Result<ContentView, AppError> {
+        self.ask(entry, |reply| DocCommand::Content { reply }).await
+    }
+
+    /// Entries currently in memory.
+    pub fn loaded(&self) -> usize {
+        self.registry.loaded()
+    }
+
+    /// Tells every actor that its members are gone (socketioxide runs no disconnect
+    /// handlers when the server closes), waits for each to flush and unload, then for
+    /// the committer to store what is queued.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.actors.close();
+        for mailbox in self.registry.mailboxes() {
+            let _ = mailbox.send(DocCommand::Shutdown);
+        }
+        if tokio::time::timeout(grace, self.actors.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("entry docs still loaded at shutdown");
+        }
+        self.lock_persister().take();
+        let committer = self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(committer) = committer {
+            if tokio::time::timeout(grace, committer).await.is_err() {
+                tracing::error!("committer did not finish within the shutdown grace period");
+            }
+        }
+    }
+
+    fn later(
+        &self,
+        entry: EntryId,
+        command: impl FnOnce(oneshot::Sender<Outcome>) -> DocCommand,
+    ) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        self.deliver(entry, command(reply));
+        Ok(Reply::Later(answer))
+    }
+
+    /// Delivers now; the returned future awaits the answer.
+    fn ask<T: Send + 'static>(
+        &self,
+        entry: EntryId,
+        command: impl FnOnce(oneshot::Sender<T>) -> DocCommand,
+    ) -> impl std::future::Future<Output = Result<T, AppError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        self.deliver(entry, command(reply));
+        // The actor drops the reply only if it failed to load the doc or is gone.
+        async move {
+            answer
+                .await
+                .map_err(|_| AppError::internal(format!("entry {entry} is unavailable")))
+        }
+    }
+
+    /// Sends to the entry's actor, starting one if needed. A send can only fail if the
+    /// actor exited in between; the next attempt then starts a fresh one.
+    fn deliver(&self, entry: EntryId, mut command: DocCommand) {
+        for _ in 0..3 {
+            let mailbox = self.mailbox(entry);
+            match mailbox.send(command) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => command = back,
+            }
+        }
+        tracing::error!(%entry, "entry actor kept exiting; request dropped");
+    }
+
+    fn mailbox(&self, entry: EntryId) -> mpsc::UnboundedSender<DocCommand> {
+        self.registry.get_or_start(entry, |tx, rx| {
+            let Some(persister) = self.lock_persister().clone() else {
+                // Shutting down: no new actors. Dropping `rx` fails the request.
+                return;
+            };
+            self.actors.spawn(actor::run(
+                entry,
+                self.store.clone(),
+                persister,
+                self.registry.clone(),
+                tx,
+                rx,
+            ));
+        })
+    }
+
+    fn lock_persister(&self) -> std::sync::MutexGuard<'_, Option<Persister>> {
+        self.persister.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,282 @@
+//! Entry events on the main namespaces (PROTOCOL.md sections 5.1 and 5.3): parse,
+//! check membership or access, hand off to the entry's actor.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use socketioxide::extract::SocketRef;
+
+use super::ordered::{on, EventCtx, EventKind, EventPayload};
+use super::reply::{ErrorDelivery, Outcome, Reply};
+use crate::collab::actor::{ContentView, Edit, Member, MemberId, Mode};
+use crate::collab::cursors::{Position, Selection};
+use crate::collab::delta::QuillDelta;
+use crate::error::AppError;
+use crate::ids::{EntryId, UserId};
+use crate::state::AppState;
+use crate::store::EntryRole;
+
+pub fn register(s: &SocketRef) {
+    use ErrorDelivery::AckOrEvent;
+    use EventKind::{Edit as E, Query as Q};
+    on(s, "join_entry_room", Q, AckOrEvent, join);
+    on(s, "leave_entry_room", Q, AckOrEvent, leave);
+    on(s, "entry_sync_step1", Q, AckOrEvent, sync_step1);
+    on(s, "entry_update", E, AckOrEvent, update);
+    on(s, "entry_awareness", Q, AckOrEvent, awareness);
+    on(s, "entry_edit", E, AckOrEvent, edit);
+    on(s, "entry_cursor_move", Q, AckOrEvent, cursor_move);
+    on(s, "typing", Q, AckOrEvent, typing);
+    on(s, "state_request", Q, AckOrEvent, state_request);
+    on(s, "desync_detected", Q, AckOrEvent, desync_detected);
+}
+
+macro_rules! entry_payload {
+    ($($ty:ty),*) => {$(
+        impl EventPayload for $ty {
+            fn entry_id(&self) -> Option<EntryId> {
+                Some(self.entry_id)
+            }
+        }
+    )*};
+}
+
+entry_payload!(
+    EntryRequest,
+    SyncStep1Request,
+    UpdateRequest,
+    EditRequest,
+    CursorRequest,
+    TypingRequest,
+    DesyncReport
+);
+
+/// `{entryId, delta:{ops}, baseVersion?}` (extra fields such as `timestamp` are ignored).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EditRequest {
+    pub entry_id: EntryId,
+    pub delta: QuillDelta,
+    #[serde(default)]
+    pub base_version: Option<u64>,
+}
+
+/// `{entryId, position:{index,length}, selection:{start,end}}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CursorRequest {
+    pub entry_id: EntryId,
+    pub position: Position,
+    pub selection: Selection,
+}
+
+/// `{entryId, isTyping}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingRequest {
+    pub entry_id: EntryId,
+    pub is_typing: bool,
+}
+
+/// `{entryId, version?}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesyncReport {
+    pub entry_id: EntryId,
+    #[serde(default)]
+    pub version: Option<serde_json::Value>,
+}
+
+/// `{entryId}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryRequest {
+    pub entry_id: EntryId,
+}
+
+/// `{entryId, stateVector}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStep1Request {
+    pub entry_id: EntryId,
+    pub state_vector: Bytes,
+}
+
+/// `{entryId, update}` (Yjs doc or awareness update).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRequest {
+    pub entry_id: EntryId,
+    pub update: Bytes,
+}
+
+/// The user's role on the entry, or `ACCESS_DENIED` whether it is missing or not theirs.
+pub async fn authorize(
+    app: &AppState,
+    entry: EntryId,
+    user: UserId,
+) -> Result<EntryRole, AppError> {
+    app.store
+        .entry_role(entry, user)
+        .await?
+        .ok_or_else(AppError::access_denied)
+}
+
+/// A new member for `socket`, named as the diary app names the user.
+pub async fn member_for(
+    app: &AppState,
+    socket: &SocketRef,
+    user: UserId,
+    role: EntryRole,
+    mode: Mode,
+) -> Result<Member, AppError> {
+    let display_name = app
+        .store
+        .display_names(&[user])
+        .await?
+        .remove(&user)
+        .unwrap_or_else(|| user.to_string());
+    Ok(Member {
+        id: MemberId::of(socket),
+        socket: socket.clone(),
+        user,
+        display_name,
+        role,
+        mode,
+    })
+}
+
+async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
+    let app = &ctx.session.app;
+    let user = ctx.session.user_id();
+    let role = authorize(app, req.entry_id, user).await?;
+    let member = member_for(app, &ctx.socket, user, role, Mode::Delta).await?;
+    let info = app.collab.join(req.entry_id, member).await?;
+    ctx.session.mark_joined(req.entry_id);
+    tracing::info!(%user, entry = %req.entry_id, ?role, "joined entry room");
+    Reply::json(info)
+}
+
+async fn leave(ctx: EventCtx, req: EntryRequest) -> Outcome {
+    if !ctx.session.mark_left(req.entry_id) {
+        return Err(AppError::access_denied());
+    }
+    ctx.session
+        .app
+        .collab
+        .leave(req.entry_id, MemberId::of(&ctx.socket));
+    tracing::info!(user = %ctx.session.user_id(), entry = %req.entry_id, "left entry room");
+    Reply::ok()
+}
+
+fn joined(ctx: &EventCtx, entry: EntryId) -> Result<(), AppError> {
+    if ctx.session.has_joined(entry) {
+        Ok(())
+    } else {
+        Err(AppError::access_denied())
+    }
+}
+
+async fn sync_step1(ctx: EventCtx, req: SyncStep1Request) -> Outcome {
+    joined(&ctx, req.entry_id)?;
+    let member = MemberId::of(&ctx.socket);
+    ctx.session
+        .app
+        .collab
+        .sync_step1(req.entry_id, member, req.state_vector)
+}
+
+async fn update(ctx: EventCtx, req: UpdateRequest) -> Outcome {
+    joined(&ctx, req.entry_id)?;
+    let member = MemberId::of(&ctx.socket);
+    ctx.session
+        .app
+        .collab
+        .edit(req.entry_id, member, Edit::Yjs(req.update))
+}
+
+async fn awareness(ctx: EventCtx, req: UpdateRequest) -> Outcome {
+    joined(&ctx, req.entry_id)?;
+    let member = MemberId::of(&ctx.socket);
+    ctx.session
+        .app
+        .collab
+        .awareness(req.entry_id, member, req.update)
+}
+
+async fn edit(ctx: EventCtx, req: EditRequest) -> Outcome {
+    joined(&ctx, req.entry_id)?;
+    let edit = Edit::Delta {
+        ops: req.delta.ops,
+        base: req.base_version,
+    };
+    ctx.session
+        .app
+        .collab
+        .edit(req.entry_id, MemberId::of(&ctx.socket), edit)
+}
+
+async fn cursor_move(ctx: EventCtx, req: CursorRequest) -> Outcome {
+    joined(&ctx, req.entry_id)?;
+    ctx.session.app.collab.cursor(
+        req.entry_id,
+        MemberId::of(&ctx.socket),
+        req.position,
+        req.selection,
+    )
+}
+
+async fn typing(ctx: EventCtx, req: TypingRequest) -> Outcome {
+    joined(&ctx, req.entry_id)?;
+    ctx.session
+        .app
+        .collab
+        .typing(req.entry_id, MemberId::of(&ctx.socket), req.is_typing)
+}
+
+async fn state_request(ctx: EventCtx, req: EntryRequest) -> Outcome {
+    joined(&ctx, req.entry_id)?;
+    send_state(&ctx, req.entry_id).await
+}
+
+/// Logged and counted, then answered like `state_request`.
+async fn desync_detected(ctx: EventCtx, req: DesyncReport) -> Outcome {
+    joined(&ctx, req.entry_id)?;
+    metrics::counter!("diary_desync_reports_total").increment(1);
+    tracing::warn!(user = %ctx.session.user_id(), entry = %req.entry_id, client_version = ?req.version, "client reported desync");
+    send_state(&ctx, req.entry_id).await
+}
+
+/// Emits `state_response` (with the whole doc as a binary Yjs update) and acks the
+/// same fields except the binary `update`.
+async fn send_state(ctx: &EventCtx, entry: EntryId) -> Outcome {
+    let view: ContentView = ctx.session.app.collab.content(entry).await?;
+    #[derive(serde::Serialize)]
+    struct StateResponse<'a> {
+        #[serde(rename = "entryId")]
+        entry_id: EntryId,
+        content: &'a str,
+        delta: &'a QuillDelta,
+        version: u64,
+        update: Bytes,
+        cursors: &'a [crate::collab::cursors::CursorView],
+        viewers: &'a [crate::collab::actor::Viewer],
+    }
+    let response = StateResponse {
+        entry_id: entry,
+        content: &view.content,
+        delta: &view.delta,
+        version: view.version,
+        update: Bytes::from(view.update),
+        cursors: &view.cursors,
+        viewers: &view.viewers,
+    };
+    let _ = ctx.socket.emit("state_response", &response);
+    Reply::json(serde_json::json!({
+        "entryId": entry,
+        "content": view.content,
+        "delta": view.delta,
+        "version": view.version,
+        "cursors": view.cursors,
+        "viewers": view.viewers,
+    }))
+}

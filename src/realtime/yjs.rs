@@ -1,0 +1,148 @@
+//! The `/yjs|{entryId}` namespaces, wire-compatible with the published y-socket.io
+//! 1.1.x client: `sync-step-1` (state vector in, missing update as the ack; the server
+//! sends its own step 1 too), `sync-update` and `awareness-update`, all binary.
+//!
+//! Access is checked when the namespace connects. Errors go out as `error` events,
+//! never as acks: that client applies any ack payload as a Yjs update.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use socketioxide::extract::{SocketRef, State};
+
+use super::entries::{authorize, member_for};
+use super::ordered::{on, EventCtx, EventKind, EventPayload};
+use super::reply::{ErrorDelivery, Outcome};
+use super::session::SocketSession;
+use crate::collab::actor::{Edit, Member, MemberId, Mode};
+use crate::error::AppError;
+use crate::ids::EntryId;
+use crate::state::AppState;
+
+/// The dynamic namespace pattern (matchit syntax).
+pub const NAMESPACE_PATTERN: &str = "/yjs|{entry}";
+const PREFIX: &str = "/yjs|";
+
+/// Which entry a y-socket.io socket edits, and its membership until it is set up.
+#[derive(Clone)]
+struct YjsEntry {
+    entry: EntryId,
+    pending_member: Arc<std::sync::Mutex<Option<Member>>>,
+}
+
+impl EventPayload for Bytes {}
+
+/// Connect middleware (after [`super::connect::authenticate`]): the entry named by the
+/// namespace must exist and be visible to the user.
+pub async fn authorize_entry(s: SocketRef, State(app): State<AppState>) -> Result<(), AppError> {
+    let result = prepare_member(&s, &app).await;
+    if result.is_err() {
+        forget_namespace_if_empty(&app, s.ns());
+    }
+    result
+}
+
+async fn prepare_member(s: &SocketRef, app: &AppState) -> Result<(), AppError> {
+    let entry = s
+        .ns()
+        .strip_prefix(PREFIX)
+        .and_then(|id| EntryId::parse(id).ok())
+        .ok_or_else(AppError::access_denied)?;
+    let session = s
+        .extensions
+        .get::<Arc<SocketSession>>()
+        .ok_or_else(|| AppError::auth("not authenticated"))?;
+    let user = session.user_id();
+    let role = authorize(app, entry, user).await?;
+    let member = member_for(app, s, user, role, Mode::YSocketIo).await?;
+    s.extensions.insert(YjsEntry {
+        entry,
+        pending_member: Arc::new(std::sync::Mutex::new(Some(member))),
+    });
+    Ok(())
+}
+
+/// Setup of a y-socket.io socket: its events, then joining the entry (the actor then
+/// sends the server's sync step 1 and the awareness states).
+pub fn register(s: &SocketRef) {
+    use ErrorDelivery::EventOnly;
+    on(s, "sync-step-1", EventKind::Query, EventOnly, sync_step1);
+    on(s, "sync-update", EventKind::Edit, EventOnly, sync_update);
+    on(
+        s,
+        "awareness-update",
+        EventKind::Query,
+        EventOnly,
+        awareness_update,
+    );
+
+    let (Some(yjs), Some(session)) = (
+        s.extensions.get::<YjsEntry>(),
+        s.extensions.get::<Arc<SocketSession>>(),
+    ) else {
+        return;
+    };
+    let member = yjs
+        .pending_member
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(member) = member {
+        session.mark_joined(yjs.entry);
+        let joined = session.app.collab.join(yjs.entry, member);
+        let socket = s.clone();
+        tokio::spawn(async move {
+            if let Err(e) = joined.await {
+                tracing::warn!(code = %e.code, "y-socket.io join failed");
+                let _ = socket.disconnect();
+            }
+        });
+    }
+}
+
+fn entry_of(ctx: &EventCtx) -> Result<EntryId, AppError> {
+    ctx.socket
+        .extensions
+        .get::<YjsEntry>()
+        .map(|y| y.entry)
+        .ok_or_else(AppError::access_denied)
+}
+
+async fn sync_step1(ctx: EventCtx, state_vector: Bytes) -> Outcome {
+    let entry = entry_of(&ctx)?;
+    ctx.session
+        .app
+        .collab
+        .sync_step1(entry, MemberId::of(&ctx.socket), state_vector)
+}
+
+async fn sync_update(ctx: EventCtx, update: Bytes) -> Outcome {
+    let entry = entry_of(&ctx)?;
+    ctx.session
+        .app
+        .collab
+        .edit(entry, MemberId::of(&ctx.socket), Edit::Yjs(update))
+}
+
+async fn awareness_update(ctx: EventCtx, update: Bytes) -> Outcome {
+    let entry = entry_of(&ctx)?;
+    ctx.session
+        .app
+        .collab
+        .awareness(entry, MemberId::of(&ctx.socket), update)
+}
+
+/// Dynamic namespaces are never removed by socketioxide; drop one once nobody is on it
+/// (also after refused connects, so probing random ids costs no memory).
+pub fn forget_namespace_if_empty(app: &AppState, ns: &str) {
+    if !ns.starts_with(PREFIX) {
+        return;
+    }
+    let io = app.io();
+    let empty = io
+        .of(ns)
+        .is_none_or(|ops| ops.sockets().iter().all(|s| !s.connected()));
+    if empty {
+        io.delete_ns(ns);
+    }
+}

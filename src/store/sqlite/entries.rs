@@ -1,0 +1,139 @@
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
+
+use super::SqliteStore;
+use crate::ids::EntryId;
+use crate::store::{EntryStore, EntryText, LoggedUpdate, Snapshot, StoreResult, StoredDoc};
+
+/// SQLite allows at most 32766 bound parameters per statement.
+const ROWS_PER_INSERT: usize = 1000;
+
+#[async_trait]
+impl EntryStore for SqliteStore {
+    async fn load_doc(&self, entry: EntryId) -> StoreResult<StoredDoc> {
+        let id = entry.to_string();
+        let mut tx = self.pool.begin().await?;
+        let snapshot: Option<(i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT upto_seq, version, state FROM entry_snapshots
+              WHERE entry_id = ?1 ORDER BY upto_seq DESC LIMIT 1",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let after = snapshot.as_ref().map_or(0, |s| s.0);
+        let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, version, payload FROM entry_updates
+              WHERE entry_id = ?1 AND seq > ?2 ORDER BY seq",
+        )
+        .bind(&id)
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(StoredDoc {
+            snapshot: snapshot.map(|(upto_seq, version, state)| Snapshot {
+                upto_seq,
+                version,
+                state: Bytes::from(state),
+            }),
+            updates: rows
+                .into_iter()
+                .map(|(seq, version, payload)| LoggedUpdate {
+                    entry,
+                    seq,
+                    version,
+                    payload: Bytes::from(payload),
+                })
+                .collect(),
+        })
+    }
+
+    async fn append_updates(&self, updates: &[LoggedUpdate]) -> StoreResult<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in updates.chunks(ROWS_PER_INSERT) {
+            let mut query =
+                QueryBuilder::new("INSERT INTO entry_updates (entry_id, seq, version, payload) ");
+            query.push_values(chunk, |mut row, u| {
+                row.push_bind(u.entry.to_string())
+                    .push_bind(u.seq)
+                    .push_bind(u.version)
+                    .push_bind(u.payload.as_ref());
+            });
+            query.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn compact(&self, entry: EntryId, snapshot: &Snapshot, text: &str) -> StoreResult<()> {
+        let id = entry.to_string();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO entry_snapshots (entry_id, upto_seq, version, state) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (entry_id, upto_seq) DO UPDATE
+                 SET version = excluded.version, state = excluded.state",
+        )
+        .bind(&id)
+        .bind(snapshot.upto_seq)
+        .bind(snapshot.version)
+        .bind(snapshot.state.as_ref())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM entry_updates WHERE entry_id = ?1 AND seq <= ?2")
+            .bind(&id)
+            .bind(snapshot.upto_seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM entry_snapshots WHERE entry_id = ?1 AND upto_seq < ?2")
+            .bind(&id)
+            .bind(snapshot.upto_seq)
+            .execute(&mut *tx)
+            .await?;
+        upsert_text(&mut *tx, &id, text, snapshot.version).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn save_text(&self, entry: EntryId, text: &str, version: i64) -> StoreResult<()> {
+        upsert_text(&self.pool, &entry.to_string(), text, version).await
+    }
+
+    async fn load_text(&self, entry: EntryId) -> StoreResult<Option<EntryText>> {
+        let row: Option<(String, i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT content, version, updated_at FROM entry_documents WHERE entry_id = ?1",
+        )
+        .bind(entry.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(content, version, updated_at)| EntryText {
+            content,
+            version,
+            updated_at,
+        }))
+    }
+}
+
+/// Never moves the stored text back to an older version.
+async fn upsert_text<'e, E>(executor: E, entry: &str, text: &str, version: i64) -> StoreResult<()>
+where
+    E: sqlx::SqliteExecutor<'e>,
+{
+    sqlx::query(
+        "INSERT INTO entry_documents (entry_id, content, version) VALUES (?1, ?2, ?3)
+         ON CONFLICT (entry_id) DO UPDATE
+             SET content = excluded.content, version = excluded.version,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE entry_documents.version <= excluded.version",
+    )
+    .bind(entry)
+    .bind(text)
+    .bind(version)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
