@@ -6,6 +6,7 @@
 //! - `diary_rate_limited_total{event}`: events refused or held by the rate limit;
 //! - `diary_errors_total{code}`: error replies sent, by wire code;
 //! - `diary_docs_loaded` (gauge): entry documents in memory;
+//! - `diary_doc_loads_total`: entry documents loaded from storage;
 //! - `diary_updates_persisted_total`: document updates committed;
 //! - `diary_persist_latency_seconds` (histogram): time to commit one batch of updates;
 //! - `diary_desync_reports_total`: `desync_detected` reports from clients.

@@ -151,6 +151,10 @@ pub enum DocCommand {
         is_typing: bool,
         reply: oneshot::Sender<Outcome>,
     },
+    /// Sent once the member has our answer to its step 1: now our own step 1.
+    StartSync {
+        member: MemberId,
+    },
     Awareness {
         member: MemberId,
         update: Bytes,
@@ -223,6 +227,7 @@ pub async fn run(
         .map(|u| u.seq)
         .or(stored.snapshot.as_ref().map(|s| s.upto_seq))
         .unwrap_or(0);
+    metrics::counter!("diary_doc_loads_total").increment(1);
     metrics::gauge!("diary_docs_loaded").increment(1.0);
     tracing::debug!(%entry, version = doc.version(), rows = stored.updates.len(), "doc loaded");
     let mut actor = DocActor {
@@ -299,10 +304,13 @@ struct StateVectorMessage<'a> {
 impl DocActor {
     async fn handle(&mut self, command: DocCommand) {
         match command {
-            DocCommand::Join { member, reply } => {
-                let id = member.id.clone();
+            DocCommand::Join { mut member, reply } => {
+                // Joining again keeps the form of changes the socket already chose.
+                if let Some(previous) = self.members.get(&member.id) {
+                    member.mode = previous.mode;
+                }
                 let role = member.role;
-                self.members.insert(id.clone(), member);
+                self.members.insert(member.id.clone(), member);
                 let _ = reply.send(JoinInfo {
                     entry_id: self.entry,
                     role,
@@ -310,13 +318,6 @@ impl DocActor {
                     content: self.doc.text(),
                     viewers: self.viewers(),
                 });
-                if self
-                    .members
-                    .get(&id)
-                    .is_some_and(|m| m.mode == Mode::YSocketIo)
-                {
-                    self.start_sync(&id);
-                }
                 self.announce_viewers();
             }
             DocCommand::Leave { member } => self.leave(&member),
@@ -325,13 +326,9 @@ impl DocActor {
                 state_vector,
                 reply,
             } => {
-                let outcome = self.sync_step1(&member, &state_vector);
-                let synced = outcome.is_ok();
-                let _ = reply.send(outcome);
-                if synced {
-                    self.start_sync(&member);
-                }
+                let _ = reply.send(self.sync_step1(&member, &state_vector));
             }
+            DocCommand::StartSync { member } => self.start_sync(&member),
             DocCommand::Edit {
                 member,
                 edit,
@@ -389,10 +386,20 @@ impl DocActor {
         if m.mode == Mode::Delta {
             m.mode = Mode::Yjs;
         }
-        self.doc
+        let diff = self
+            .doc
             .diff_since(state_vector)
-            .map(|diff| Reply::Binary(Bytes::from(diff)))
-            .map_err(|e| AppError::validation(e.to_string()))
+            .map_err(|e| AppError::validation(e.to_string()))?;
+        // Our own step 1 must reach the client after this answer: the y-socket.io
+        // client reports itself synced when it sees our step 1.
+        let mailbox = self.mailbox.clone();
+        let member = member.clone();
+        Ok(Reply::Then(
+            Box::new(Reply::Binary(Bytes::from(diff))),
+            Box::new(move || {
+                let _ = mailbox.send(DocCommand::StartSync { member });
+            }),
+        ))
     }
 
     /// Sends the server's own sync step 1 to a member and applies its answer (what the

@@ -22,6 +22,10 @@ pub enum Reply {
     /// The answer comes later (an edit is acknowledged only once committed); the
     /// socket's queue moves on meanwhile.
     Later(oneshot::Receiver<Outcome>),
+    /// Sends the inner reply, then runs the continuation: for what must reach the
+    /// client after the ack (the server's own sync step 1 after answering the
+    /// client's).
+    Then(Box<Reply>, Box<dyn FnOnce() + Send>),
 }
 
 pub type Outcome = Result<Reply, AppError>;
@@ -77,6 +81,10 @@ impl Replier {
                 if let Some(ack) = self.ack {
                     let _ = ack.send(&bytes);
                 }
+            }
+            Ok(Reply::Then(reply, then)) => {
+                self.finish(Ok(*reply), entry);
+                then();
             }
             Err(error) => self.fail(error, entry, None),
         }
