@@ -35,6 +35,9 @@ pub enum AuthError {
     NoUser,
 }
 
+/// HS256 wants a key of at least 256 bits (RFC 7518, section 3.2).
+const MIN_SECRET_BYTES: usize = 32;
+
 /// The signing secret, for verifying and (locally) minting tokens.
 #[derive(Clone)]
 pub struct JwtKeys {
@@ -67,6 +70,14 @@ impl JwtKeys {
     /// tokens minted elsewhere will not verify until `JWT_SECRET` is set.
     pub fn from_settings(settings: &Settings) -> Self {
         match &settings.jwt_secret {
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
+                tracing::warn!(
+                    bytes = secret.len(),
+                    "JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes: tokens can be forged by guessing it. \
+                     Use a long random secret (e.g. `openssl rand -hex 32`) in the diary app and here."
+                );
+                Self::new(secret)
+            }
             Some(secret) => Self::new(secret),
             None => {
                 let secret: String = rand::thread_rng()

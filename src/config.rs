@@ -54,8 +54,8 @@ pub enum LogFormat {
 /// [`ConfigArgs::into_settings`].
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
-    /// Address to listen on.
-    #[arg(long, env = "HOST", default_value = "0.0.0.0", global = true)]
+    /// Address to listen on: an IP address, or `localhost`.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0", global = true, value_parser = parse_host)]
     pub host: IpAddr,
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 8003, global = true)]
@@ -94,6 +94,17 @@ pub struct ConfigArgs {
     pub rust_log: String,
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty", global = true)]
     pub log_format: LogFormat,
+}
+
+/// `HOST=localhost` is common in `.env` files; anything else must be an IP address
+/// (no name resolution at start-up).
+fn parse_host(raw: &str) -> Result<IpAddr, String> {
+    match raw.trim() {
+        "localhost" => Ok(IpAddr::from([127, 0, 0, 1])),
+        other => other
+            .parse()
+            .map_err(|_| "expected an IP address or 'localhost'".to_string()),
+    }
 }
 
 fn parse_socket_path(raw: &str) -> Result<String, String> {
@@ -165,13 +176,18 @@ impl ConfigArgs {
                 })
             }
         };
-        if matches!(self.jwt_secret.as_deref(), Some(s) if s.len() < 16) {
+        // `JWT_SECRET=` (the seed's own `.env` template) means "not set", not "the
+        // empty secret". A short secret is accepted (it is the diary app's, whatever its
+        // length) and warned about at start-up by `JwtKeys::from_settings`.
+        let jwt_secret = self.jwt_secret.filter(|s| !s.trim().is_empty());
+        let cors_origins = parse_cors(&self.cors_origins)?;
+        // A typo here would otherwise silently fall back to the default filter.
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.rust_log) {
             return Err(ConfigError {
-                var: "JWT_SECRET",
-                reason: "must be at least 16 characters".into(),
+                var: "RUST_LOG",
+                reason: e.to_string(),
             });
         }
-        let cors_origins = parse_cors(&self.cors_origins)?;
         if usize::try_from(self.max_payload_bytes).is_err() {
             return Err(ConfigError {
                 var: "MAX_PAYLOAD_BYTES",
@@ -182,7 +198,7 @@ impl ConfigArgs {
             host: self.host,
             port: self.port,
             database,
-            jwt_secret: self.jwt_secret,
+            jwt_secret,
             socket_path: self.socket_path,
             cors_origins,
             rate_limit_per_second: self.rate_limit_per_second,
@@ -264,6 +280,26 @@ mod tests {
             ]))
         );
         assert!(parse_cors("ftp://x").is_err());
+    }
+
+    #[test]
+    fn empty_secret_is_unset_and_localhost_is_a_host() {
+        let mut args = ConfigArgs::parse_from(["diary-realtime", "--host", "localhost"]);
+        assert_eq!(args.host, IpAddr::from([127, 0, 0, 1]));
+        args.jwt_secret = Some("  ".into());
+        assert_eq!(args.clone().into_settings().unwrap().jwt_secret, None);
+        args.jwt_secret = Some("short".into());
+        assert_eq!(
+            args.into_settings().unwrap().jwt_secret.as_deref(),
+            Some("short")
+        );
+    }
+
+    #[test]
+    fn a_bad_log_filter_is_refused() {
+        let mut args = ConfigArgs::parse_from(["diary-realtime"]);
+        args.rust_log = "diary=loud".into();
+        assert_eq!(args.into_settings().unwrap_err().var, "RUST_LOG");
     }
 
     #[test]

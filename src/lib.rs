@@ -17,8 +17,9 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -26,6 +27,9 @@ use tokio::net::TcpListener;
 use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::state::AppState;
+
+/// How long in-flight HTTP requests may take to finish once shutdown has started.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A built server, bound and ready to run.
 pub struct Application {
@@ -75,7 +79,7 @@ impl Application {
         let heartbeat = tokio::spawn(realtime::run_heartbeat(state.clone()));
         tracing::info!(addr = %self.listener.local_addr()?, path = %state.settings.socket_path, "listening");
         let closing = state.clone();
-        axum::serve(
+        let serve = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
@@ -84,14 +88,29 @@ impl Application {
             stop.await;
             tracing::info!("shutting down");
             closing.shutdown.cancel();
+            realtime::end_all_sessions(&closing).await;
             closing.io().close().await;
-            // Sockets are gone (without disconnect handlers): flush every entry.
+            // Every entry flushes its last updates and unloads.
             closing
                 .collab
                 .shutdown(std::time::Duration::from_secs(10))
                 .await;
-        })
-        .await?;
+        });
+        // Graceful shutdown waits for every open HTTP connection, and a client that
+        // never finishes sending its request would keep the process alive for ever.
+        let grace_over = {
+            let state = state.clone();
+            async move {
+                state.shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            }
+        };
+        tokio::select! {
+            served = serve.into_future() => served?,
+            _ = grace_over => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; stopping anyway");
+            }
+        }
         state.shutdown.cancel();
         let _ = heartbeat.await;
         tracing::info!("stopped");

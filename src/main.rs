@@ -10,9 +10,17 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            // One line naming the variable, not clap's usage block.
+            // One line naming the variable, not clap's usage block; hints such as
+            // `[possible values: json, pretty]` are kept on that line.
             let rendered = e.to_string();
-            eprintln!("{}", rendered.lines().next().unwrap_or("invalid arguments"));
+            let line = rendered
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("{line}");
             return ExitCode::from(2);
         }
     };

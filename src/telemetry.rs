@@ -14,18 +14,39 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 use crate::config::{LogFormat, Settings};
 
+/// Crates whose debug and trace logs print raw packets: handshake `auth` objects with
+/// their JWT, `?token=` URLs, diary text. They are capped at `info` whatever `RUST_LOG`
+/// says, because tokens must never reach the logs.
+const WIRE_CRATES: [&str; 2] = ["socketioxide", "engineioxide"];
+
+fn may_carry_secrets(meta: &Metadata<'_>) -> bool {
+    *meta.level() > Level::INFO && WIRE_CRATES.iter().any(|c| meta.target().starts_with(c))
+}
+
 /// Installs the global tracing subscriber. Call once, from `main`.
 pub fn init_tracing(settings: &Settings) {
+    // `RUST_LOG` was validated with the settings.
     let filter = EnvFilter::try_new(&settings.rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_target(true);
-    let _ = match settings.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let redact = filter_fn(|meta| !may_carry_secrets(meta));
+    let layer = match settings.log_format {
+        LogFormat::Json => fmt::layer()
+            .with_target(true)
+            .json()
+            .flatten_event(true)
+            .boxed(),
+        LogFormat::Pretty => fmt::layer().with_target(true).boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(redact))
+        .try_init();
 }
 
 /// The process-wide Prometheus recorder (installed on first use, so several apps in

@@ -89,10 +89,15 @@ pub fn user_room(user: crate::ids::UserId) -> String {
     format!("user:{user}")
 }
 
-async fn on_disconnect(s: SocketRef, reason: DisconnectReason) {
+/// Every per-socket cleanup lives here: socketioxide calls it when a socket goes, and
+/// [`super::end_all_sessions`] calls it at shutdown. It runs once per socket.
+pub(super) async fn on_disconnect(s: SocketRef, reason: DisconnectReason) {
     let Some(session) = s.extensions.get::<Arc<SocketSession>>() else {
         return;
     };
+    if session.closed.is_cancelled() {
+        return;
+    }
     let last_socket = session.close();
     let member = crate::collab::actor::MemberId::of(&s);
     for entry in session.take_joined() {

@@ -12,6 +12,7 @@ pub mod yjs;
 use socketioxide::extract::SocketRef;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
 
 use crate::state::AppState;
@@ -72,6 +73,22 @@ fn register_main(s: &SocketRef) {
 
 fn register_notifications(s: &SocketRef) {
     system::register(s);
+}
+
+/// Ends every socket's session (connection slots, queues, and whatever else
+/// `connect::on_disconnect` cleans up) before shutdown closes the transports.
+///
+/// `SocketIo::close` (socketioxide 0.18.9) empties its namespace table before the
+/// transports report their closing, so socketioxide would never call the disconnect
+/// handlers. Calling ours directly, rather than `disconnect()`ing each socket, sends no
+/// DISCONNECT packet: clients see `transport close` and reconnect to the next server,
+/// as they would after a Node socket.io `io.close()`.
+pub async fn end_all_sessions(app: &AppState) {
+    for ns in app.io().nsps() {
+        for socket in ns.sockets() {
+            connect::on_disconnect(socket, DisconnectReason::ClosingServer).await;
+        }
+    }
 }
 
 /// Emits `heartbeat {timestamp}` to every socket on the fixed namespaces every

@@ -123,6 +123,12 @@ where
             event: self.event,
             delivery: self.delivery,
         };
+        // The transports bound each frame (websocket) or request body (polling), but an
+        // event's binary attachments travel in frames of their own: bound the whole event.
+        if size > session.app.settings.max_payload_bytes {
+            replier.fail(AppError::validation("payload too large"), None, None);
+            return;
+        }
 
         let edit_bytes = match self.kind {
             EventKind::Exempt => 0,
@@ -155,6 +161,12 @@ where
             Ok(data) => data,
             Err(never) => match never {},
         };
+        // `socket.emit('pong')` carries no argument at all, which the parser reports as
+        // an error; such an event means "no payload", as it does for a Node handler.
+        let payload = payload.or_else(|e| match without_arguments(&v) {
+            true => absent_payload::<T>().ok_or(e),
+            false => Err(e),
+        });
         let handler = self.handler.clone();
         let ctx = EventCtx {
             socket,
@@ -182,6 +194,23 @@ where
     }
 }
 
+/// True when an event packet holds only its name: `["pong"]`.
+fn without_arguments(v: &Value) -> bool {
+    match v {
+        Value::Str(text, _) => serde_json::from_str::<Vec<serde::de::IgnoredAny>>(text.as_str())
+            .is_ok_and(|args| args.len() <= 1),
+        Value::Bytes(_) => false,
+    }
+}
+
+/// The payload of an event sent without one: `null` for types that accept it
+/// (`IgnoredAny`, `Option`), else `{}` (requests whose fields are all optional).
+fn absent_payload<T: EventPayload>() -> Option<T> {
+    serde_json::from_value(serde_json::Value::Null)
+        .or_else(|_| serde_json::from_value(serde_json::json!({})))
+        .ok()
+}
+
 fn payload_size(v: &Value) -> usize {
     match v {
         Value::Str(text, binaries) => {
@@ -201,9 +230,14 @@ pub async fn run_queue(
 ) {
     let app = session.app.clone();
     let stale_after = app.settings.stale_timeout;
+    // Measured against the wall clock with sub-second precision: whole seconds would
+    // let a token live up to a second past its `exp`.
     let expires_at = session.user.expires_at.map(|exp| {
-        let left = exp.saturating_sub(crate::auth::unix_now());
-        Instant::now() + std::time::Duration::from_secs(left)
+        let exp = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp);
+        let left = exp
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        Instant::now() + left
     });
     loop {
         let idle_deadline = Instant::from_std(session.last_activity() + stale_after);
@@ -236,5 +270,34 @@ pub async fn run_queue(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_without_arguments_has_an_absent_payload() {
+        let bare = Value::Str("[\"pong\"]".into(), None);
+        let with_null = Value::Str("[\"pong\",null]".into(), None);
+        assert!(without_arguments(&bare));
+        assert!(!without_arguments(&with_null));
+
+        #[derive(serde::Deserialize)]
+        struct AllOptional {
+            limit: Option<u32>,
+        }
+        impl EventPayload for AllOptional {}
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Required {
+            id: u32,
+        }
+        impl EventPayload for Required {}
+
+        assert!(absent_payload::<serde::de::IgnoredAny>().is_some());
+        assert!(absent_payload::<AllOptional>().is_some_and(|p| p.limit.is_none()));
+        assert!(absent_payload::<Required>().is_none());
     }
 }
