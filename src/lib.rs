@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod notifications;
 pub mod ratelimit;
 pub mod realtime;
 pub mod state;
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::JwtKeys;
 use crate::config::Settings;
+use crate::notifications::NotificationListener;
 use crate::state::AppState;
 
 /// A built server, bound and ready to run.
@@ -31,6 +33,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// Postgres only: already LISTENing, so no row committed once we serve is missed.
+    notification_listener: Option<NotificationListener>,
 }
 
 impl Application {
@@ -41,6 +45,14 @@ impl Application {
         let store = store::open(&settings).await?;
         let keys = JwtKeys::from_settings(&settings);
         let addr = SocketAddr::new(settings.host, settings.port);
+        let notification_listener = match store.insert_announcements() {
+            Some(pg) => Some(
+                NotificationListener::start(pg)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot LISTEN for notifications: {e}"))?,
+            ),
+            None => None,
+        };
         let state = AppState::new(settings, store, keys);
         let socket_layer = realtime::build(&state);
         let router = http::router(state.clone())
@@ -53,6 +65,7 @@ impl Application {
             listener,
             router,
             state,
+            notification_listener,
         })
     }
 
@@ -72,6 +85,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let heartbeat = tokio::spawn(realtime::run_heartbeat(state.clone()));
+        let notification_listener = self
+            .notification_listener
+            .map(|listener| tokio::spawn(listener.run(state.clone())));
         tracing::info!(addr = %self.listener.local_addr()?, path = %state.settings.socket_path, "listening");
         let closing = state.clone();
         axum::serve(
@@ -88,6 +104,9 @@ impl Application {
         .await?;
         state.shutdown.cancel();
         let _ = heartbeat.await;
+        if let Some(task) = notification_listener {
+            let _ = task.await;
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -2,9 +2,10 @@
 
 mod auth;
 mod health;
+mod notifications;
 
 use axum::http::{header, HeaderValue, Method};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -19,6 +20,7 @@ pub fn router(app: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/api/notifications", post(notifications::create))
         .with_state(app)
 }
 

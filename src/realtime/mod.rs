@@ -2,6 +2,7 @@
 //! authorize and hand off to the domain modules.
 
 pub mod connect;
+mod notifications;
 pub mod ordered;
 pub mod reply;
 pub mod session;
@@ -54,10 +55,12 @@ pub fn build(app: &AppState) -> SocketIoLayer {
 
 fn register_main(s: &SocketRef) {
     system::register(s);
+    notifications::register(s);
 }
 
 fn register_notifications(s: &SocketRef) {
     system::register(s);
+    notifications::register(s);
 }
 
 /// Emits `heartbeat {timestamp}` to every socket on the fixed namespaces every

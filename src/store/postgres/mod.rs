@@ -2,6 +2,7 @@
 //! insert (LISTEN/NOTIFY).
 
 mod directory;
+mod notifications;
 
 use std::time::Duration;
 
