@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod notifications;
 pub mod ratelimit;
 pub mod realtime;
 pub mod state;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::JwtKeys;
 use crate::config::Settings;
+use crate::notifications::NotificationListener;
 use crate::state::AppState;
 
 /// How long in-flight HTTP requests may take to finish once shutdown has started.
@@ -36,6 +38,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// Postgres only: already LISTENing, so no row committed once we serve is missed.
+    notification_listener: Option<NotificationListener>,
 }
 
 impl Application {
@@ -46,6 +50,14 @@ impl Application {
         let store = store::open(&settings).await?;
         let keys = JwtKeys::from_settings(&settings);
         let addr = SocketAddr::new(settings.host, settings.port);
+        let notification_listener = match store.insert_announcements() {
+            Some(pg) => Some(
+                NotificationListener::start(pg)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot LISTEN for notifications: {e}"))?,
+            ),
+            None => None,
+        };
         let state = AppState::new(settings, store, keys);
         let socket_layer = realtime::build(&state);
         let router = http::router(state.clone())
@@ -58,6 +70,7 @@ impl Application {
             listener,
             router,
             state,
+            notification_listener,
         })
     }
 
@@ -77,6 +90,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let heartbeat = tokio::spawn(realtime::run_heartbeat(state.clone()));
+        let notification_listener = self
+            .notification_listener
+            .map(|listener| tokio::spawn(listener.run(state.clone())));
         tracing::info!(addr = %self.listener.local_addr()?, path = %state.settings.socket_path, "listening");
         let closing = state.clone();
         let serve = axum::serve(
@@ -113,6 +129,9 @@ impl Application {
         }
         state.shutdown.cancel();
         let _ = heartbeat.await;
+        if let Some(task) = notification_listener {
+            let _ = task.await;
+        }
         tracing::info!("stopped");
         Ok(())
     }

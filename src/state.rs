@@ -9,6 +9,7 @@ use crate::auth::JwtKeys;
 use crate::collab::Collab;
 use crate::config::Settings;
 use crate::connections::ConnectionRegistry;
+use crate::notifications::{NotificationService, SocketIoFanout};
 use crate::ratelimit::UserRateLimiter;
 use crate::store::Store;
 
@@ -23,9 +24,12 @@ pub struct AppInner {
     pub limiter: UserRateLimiter,
     pub connections: ConnectionRegistry,
     pub collab: Collab,
+    /// The notification inbox: operations and fan-out to users' sockets.
+    pub notifications: NotificationService,
     /// Cancelled when the server starts shutting down; background tasks stop on it.
     pub shutdown: CancellationToken,
-    io: OnceLock<SocketIo>,
+    /// Shared with the notification fan-out, which needs the server once it exists.
+    io: Arc<OnceLock<SocketIo>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -37,12 +41,15 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(settings: Settings, store: Arc<dyn Store>, keys: JwtKeys) -> Self {
+        let io = Arc::new(OnceLock::new());
+        let fanout = Arc::new(SocketIoFanout::new(io.clone()));
         AppState(Arc::new(AppInner {
+            notifications: NotificationService::new(store.clone(), fanout),
             limiter: UserRateLimiter::new(settings.rate_limit_per_second),
             connections: ConnectionRegistry::new(settings.max_connections_per_user),
             collab: Collab::start(store.clone()),
             shutdown: CancellationToken::new(),
-            io: OnceLock::new(),
+            io,
             settings,
             store,
             keys,

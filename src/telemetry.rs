@@ -10,6 +10,12 @@
 //! - `diary_updates_persisted_total`: document updates committed;
 //! - `diary_persist_latency_seconds` (histogram): time to commit one batch of updates;
 //! - `diary_desync_reports_total`: `desync_detected` reports from clients.
+//! - `diary_notifications_created_total`: notifications created through the REST API;
+//! - `diary_notifications_pushed_total`: `notification:created` fan-outs (one per row);
+//! - `diary_notifications_muted_total`: new rows not pushed because their type is muted;
+//! - `diary_notifications_caught_up_total`: rows delivered by the listener's catch-up
+//!   after its connection was lost;
+//! - `diary_notification_listener_reconnects_total`: lost LISTEN connections.
 
 use std::sync::OnceLock;
 

@@ -54,6 +54,8 @@ CREATE INDEX IF NOT EXISTS notifications_user_created_idx
     ON notifications (user_id, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS notifications_user_unread_idx
     ON notifications (user_id) WHERE NOT is_read AND NOT is_archived;
+-- The listener's catch-up after a lost LISTEN connection: rows created since a time.
+CREATE INDEX IF NOT EXISTS notifications_created_idx ON notifications (created_at, id);
 
 CREATE TABLE IF NOT EXISTS notification_preferences (
     user_id UUID NOT NULL,

@@ -3,9 +3,10 @@
 mod auth;
 mod entries;
 mod health;
+mod notifications;
 
 use axum::http::{header, HeaderValue, Method};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -21,6 +22,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/api/entries/{id}/content", get(entries::content))
+        .route("/api/notifications", post(notifications::create))
         .with_state(app)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod connect;
 mod entries;
+mod notifications;
 pub mod ordered;
 pub mod reply;
 pub mod session;
@@ -69,10 +70,12 @@ pub fn build(app: &AppState) -> SocketIoLayer {
 fn register_main(s: &SocketRef) {
     system::register(s);
     entries::register(s);
+    notifications::register(s);
 }
 
 fn register_notifications(s: &SocketRef) {
     system::register(s);
+    notifications::register(s);
 }
 
 /// Ends every socket's session (connection slots, queues, and whatever else

@@ -3,6 +3,7 @@
 
 mod directory;
 mod entries;
+mod notifications;
 
 use std::path::Path;
 use std::str::FromStr;

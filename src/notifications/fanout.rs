@@ -1,0 +1,82 @@
+//! Getting an inbox event to every socket of one user, whatever namespace it is on.
+//!
+//! The service only says "send this to user U (but not to that socket)"; [`Fanout`]
+//! decides how. [`SocketIoFanout`] broadcasts through socketioxide to the `user:{id}`
+//! room on `/`, `/realtime/ws` and `/notifications`; its adapter is what reaches the
+//! sockets, so swapping the local adapter for a cluster one (Redis) makes the fan-out
+//! cluster-wide without touching the service.
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use socketioxide::extract::SocketRef;
+use socketioxide::SocketIo;
+
+use crate::ids::UserId;
+use crate::realtime::connect::user_room;
+use crate::realtime::{MAIN_NAMESPACES, NOTIFICATIONS_NAMESPACE};
+
+/// Delivers an event to all of a user's sockets.
+#[async_trait]
+pub trait Fanout: Send + Sync + 'static {
+    /// Emits `event` with `payload` to every socket of `user` on every namespace that
+    /// carries the inbox, except `sender` when given (the socket whose request caused
+    /// the change already has its answer).
+    async fn to_user(
+        &self,
+        user: UserId,
+        event: &'static str,
+        payload: &Value,
+        sender: Option<&SocketRef>,
+    );
+}
+
+/// The namespaces whose sockets hear inbox events.
+pub const INBOX_NAMESPACES: [&str; 3] = [
+    MAIN_NAMESPACES[0],
+    MAIN_NAMESPACES[1],
+    NOTIFICATIONS_NAMESPACE,
+];
+
+/// Fan-out through this process's Socket.IO server (and its adapter).
+pub struct SocketIoFanout {
+    /// Filled once the Socket.IO layer is built, before any socket can exist; shared
+    /// with [`crate::state::AppState`].
+    io: Arc<OnceLock<SocketIo>>,
+}
+
+impl SocketIoFanout {
+    pub fn new(io: Arc<OnceLock<SocketIo>>) -> Self {
+        Self { io }
+    }
+}
+
+#[async_trait]
+impl Fanout for SocketIoFanout {
+    async fn to_user(
+        &self,
+        user: UserId,
+        event: &'static str,
+        payload: &Value,
+        sender: Option<&SocketRef>,
+    ) {
+        let Some(io) = self.io.get() else {
+            return;
+        };
+        let room = user_room(user);
+        for ns in INBOX_NAMESPACES {
+            // On the sender's own namespace, broadcasting from the socket leaves it out.
+            let target = match sender {
+                Some(s) if s.ns() == ns => s.to(room.clone()),
+                _ => match io.of(ns) {
+                    Some(operators) => operators.to(room.clone()),
+                    None => continue,
+                },
+            };
+            if let Err(e) = target.emit(event, payload).await {
+                tracing::debug!(%user, ns, event, error = %e, "fan-out emit failed");
+            }
+        }
+    }
+}

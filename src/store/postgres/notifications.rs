@@ -1,0 +1,288 @@
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::ids::{NotificationId, UserId};
+use crate::notifications::model::{
+    Deliverable, NewNotification, Notification, NotificationFilter, NotificationPage,
+    NotificationQuery, NotificationState, NotificationType, Preferences, Priority,
+};
+use crate::store::{NotificationStore, StoreError, StoreResult};
+
+const COLUMNS: &str = "n.id, n.user_id, n.type, n.title, n.message, n.data, n.is_read, \
+                       n.is_archived, n.priority, n.created_at";
+
+/// A `notifications` row as Postgres returns it.
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    user_id: Uuid,
+    #[sqlx(rename = "type")]
+    kind: String,
+    title: String,
+    message: String,
+    data: Option<serde_json::Value>,
+    is_read: bool,
+    is_archived: bool,
+    priority: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<Row> for Notification {
+    type Error = StoreError;
+
+    fn try_from(row: Row) -> StoreResult<Notification> {
+        Ok(Notification {
+            id: NotificationId(row.id),
+            user_id: UserId(row.user_id),
+            kind: row.kind,
+            title: row.title,
+            message: row.message,
+            data: row.data,
+            is_read: row.is_read,
+            is_archived: row.is_archived,
+            priority: Priority::from_column(&row.priority)
+                .ok_or_else(|| StoreError::Corrupt(format!("priority {:?}", row.priority)))?,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A row plus whether its user's preference for its type is on.
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    #[sqlx(flatten)]
+    row: Row,
+    enabled: bool,
+}
+
+impl TryFrom<DeliveryRow> for Deliverable {
+    type Error = StoreError;
+
+    fn try_from(r: DeliveryRow) -> StoreResult<Deliverable> {
+        Ok(Deliverable {
+            notification: r.row.try_into()?,
+            muted: !r.enabled,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct StateRow {
+    id: Uuid,
+    is_read: bool,
+    is_archived: bool,
+}
+
+impl From<StateRow> for NotificationState {
+    fn from(r: StateRow) -> Self {
+        NotificationState {
+            id: NotificationId(r.id),
+            is_read: r.is_read,
+            is_archived: r.is_archived,
+        }
+    }
+}
+
+fn delivery_select() -> String {
+    format!(
+        "SELECT {COLUMNS}, COALESCE(p.enabled, true) AS enabled
+           FROM notifications n
+           LEFT JOIN notification_preferences p
+             ON p.user_id = n.user_id AND p.type = n.type"
+    )
+}
+
+/// `WHERE` for one user's listing (uses `notifications_user_created_idx`).
+fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, user: UserId, filter: &NotificationFilter) {
+    qb.push(" WHERE n.user_id = ").push_bind(user.0);
+    qb.push(" AND n.is_archived = ").push_bind(filter.archived);
+    if let Some(unread) = filter.unread {
+        qb.push(" AND n.is_read = ").push_bind(!unread);
+    }
+    if let Some(kind) = &filter.kind {
+        qb.push(" AND n.type = ")
+            .push_bind(kind.as_str().to_string());
+    }
+    if let Some(priority) = filter.priority {
+        qb.push(" AND n.priority = ").push_bind(priority.as_str());
+    }
+}
+
+#[async_trait]
+impl NotificationStore for PgStore {
+    async fn insert_notification(&self, new: &NewNotification) -> StoreResult<Notification> {
+        let row: Row = sqlx::query_as(&format!(
+            "INSERT INTO notifications AS n (user_id, type, title, message, data, priority)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        ))
+        .bind(new.user_id.0)
+        .bind(new.kind.as_str())
+        .bind(&new.title)
+        .bind(&new.message)
+        .bind(&new.data)
+        .bind(new.priority.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_into()
+    }
+
+    async fn notifications_for_delivery(
+        &self,
+        ids: &[NotificationId],
+    ) -> StoreResult<Vec<Deliverable>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows: Vec<DeliveryRow> =
+            sqlx::query_as(&format!("{} WHERE n.id = ANY($1)", delivery_select()))
+                .bind(&raw)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut by_id: HashMap<Uuid, DeliveryRow> =
+            rows.into_iter().map(|r| (r.row.id, r)).collect();
+        ids.iter()
+            .filter_map(|id| by_id.remove(&id.0))
+            .map(Deliverable::try_from)
+            .collect()
+    }
+
+    async fn list_notifications(
+        &self,
+        user: UserId,
+        query: &NotificationQuery,
+    ) -> StoreResult<NotificationPage> {
+        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM notifications n");
+        push_filter(&mut count, user, &query.filter);
+        let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
+
+        let mut page =
+            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM notifications n"));
+        push_filter(&mut page, user, &query.filter);
+        page.push(" ORDER BY n.created_at DESC, n.id DESC LIMIT ")
+            .push_bind(query.limit)
+            .push(" OFFSET ")
+            .push_bind(query.offset);
+        let rows: Vec<Row> = page.build_query_as().fetch_all(&self.pool).await?;
+        Ok(NotificationPage {
+            notifications: rows
+                .into_iter()
+                .map(Notification::try_from)
+                .collect::<StoreResult<_>>()?,
+            total,
+            limit: query.limit,
+            offset: query.offset,
+        })
+    }
+
+    async fn unread_count(&self, user: UserId) -> StoreResult<i64> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM notifications
+              WHERE user_id = $1 AND NOT is_read AND NOT is_archived",
+        )
+        .bind(user.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
+    }
+
+    async fn mark_read(
+        &self,
+        user: UserId,
+        id: NotificationId,
+    ) -> StoreResult<Option<NotificationState>> {
+        let row: Option<StateRow> = sqlx::query_as(
+            "UPDATE notifications SET is_read = true WHERE id = $1 AND user_id = $2
+             RETURNING id, is_read, is_archived",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn archive(
+        &self,
+        user: UserId,
+        id: NotificationId,
+    ) -> StoreResult<Option<NotificationState>> {
+        let row: Option<StateRow> = sqlx::query_as(
+            "UPDATE notifications SET is_archived = true WHERE id = $1 AND user_id = $2
+             RETURNING id, is_read, is_archived",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn mark_all_read(&self, user: UserId) -> StoreResult<Vec<NotificationState>> {
+        let rows: Vec<StateRow> = sqlx::query_as(
+            "UPDATE notifications SET is_read = true WHERE user_id = $1 AND NOT is_read
+             RETURNING id, is_read, is_archived",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn preferences(&self, user: UserId) -> StoreResult<Preferences> {
+        let rows: Vec<(String, bool)> =
+            sqlx::query_as("SELECT type, enabled FROM notification_preferences WHERE user_id = $1")
+                .bind(user.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(crate::store::notifications::stored_preferences(rows))
+    }
+
+    async fn update_preferences(&self, user: UserId, changes: &Preferences) -> StoreResult<()> {
+        let kinds: Vec<&str> = changes.keys().map(NotificationType::as_str).collect();
+        let enabled: Vec<bool> = changes.values().copied().collect();
+        sqlx::query(
+            "INSERT INTO notification_preferences (user_id, type, enabled)
+             SELECT $1, t.type, t.enabled FROM UNNEST($2::text[], $3::bool[]) AS t(type, enabled)
+             ON CONFLICT (user_id, type) DO UPDATE SET enabled = EXCLUDED.enabled",
+        )
+        .bind(user.0)
+        .bind(&kinds)
+        .bind(&enabled)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    fn insert_announcements(&self) -> Option<PgStore> {
+        Some(self.clone())
+    }
+}
+
+impl PgStore {
+    /// Up to `limit` rows created after `(created_at, id)` in that order, for the
+    /// listener to catch up on rows committed while it was not listening (uses
+    /// `notifications_created_idx`).
+    pub async fn notifications_created_after(
+        &self,
+        after: (DateTime<Utc>, NotificationId),
+        limit: i64,
+    ) -> StoreResult<Vec<Deliverable>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
+            "{} WHERE (n.created_at, n.id) > ($1, $2)
+              ORDER BY n.created_at, n.id LIMIT $3",
+            delivery_select()
+        ))
+        .bind(after.0)
+        .bind(after.1 .0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Deliverable::try_from).collect()
+    }
+}
