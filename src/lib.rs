@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod presence;
 pub mod ratelimit;
 pub mod realtime;
 pub mod state;
@@ -39,6 +40,7 @@ impl Application {
         // Install the recorder before anything records.
         telemetry::metrics_handle();
         let store = store::open(&settings).await?;
+        presence::reset(store.as_ref()).await?;
         let keys = JwtKeys::from_settings(&settings);
         let addr = SocketAddr::new(settings.host, settings.port);
         let state = AppState::new(settings, store, keys);
@@ -72,6 +74,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let heartbeat = tokio::spawn(realtime::run_heartbeat(state.clone()));
+        let presence = presence::spawn(&state);
         tracing::info!(addr = %self.listener.local_addr()?, path = %state.settings.socket_path, "listening");
         let closing = state.clone();
         axum::serve(
@@ -88,6 +91,7 @@ impl Application {
         .await?;
         state.shutdown.cancel();
         let _ = heartbeat.await;
+        presence.join().await;
         tracing::info!("stopped");
         Ok(())
     }

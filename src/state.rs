@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::connections::ConnectionRegistry;
+use crate::presence::Presence;
 use crate::ratelimit::UserRateLimiter;
 use crate::store::Store;
 
@@ -21,6 +22,8 @@ pub struct AppInner {
     pub keys: JwtKeys,
     pub limiter: UserRateLimiter,
     pub connections: ConnectionRegistry,
+    /// Friend presence: every socket is reported here (see [`crate::presence`]).
+    pub presence: Presence,
     /// Cancelled when the server starts shutting down; background tasks stop on it.
     pub shutdown: CancellationToken,
     io: OnceLock<SocketIo>,
@@ -38,6 +41,7 @@ impl AppState {
         AppState(Arc::new(AppInner {
             limiter: UserRateLimiter::new(settings.rate_limit_per_second),
             connections: ConnectionRegistry::new(settings.max_connections_per_user),
+            presence: Presence::default(),
             shutdown: CancellationToken::new(),
             io: OnceLock::new(),
             settings,

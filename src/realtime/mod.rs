@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod ordered;
+mod presence;
 pub mod reply;
 pub mod session;
 mod system;
@@ -54,6 +55,7 @@ pub fn build(app: &AppState) -> SocketIoLayer {
 
 fn register_main(s: &SocketRef) {
     system::register(s);
+    presence::register(s);
 }
 
 fn register_notifications(s: &SocketRef) {

@@ -4,11 +4,13 @@
 
 mod directory;
 pub mod postgres;
+pub mod presence;
 pub mod sqlite;
 
 use std::sync::Arc;
 
 pub use directory::{DirectoryStore, EntryRole, NewEntry, NewUser, Visibility};
+pub use presence::PresenceStore;
 
 use crate::config::{DatabaseTarget, Settings};
 
@@ -26,9 +28,9 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the server persists or reads, whatever the database.
-pub trait Store: DirectoryStore + Send + Sync + 'static {}
+pub trait Store: DirectoryStore + PresenceStore + Send + Sync + 'static {}
 
-impl<T> Store for T where T: DirectoryStore + Send + Sync + 'static {}
+impl<T> Store for T where T: DirectoryStore + PresenceStore + Send + Sync + 'static {}
 
 /// Opens the configured database and brings its schema up to date.
 pub async fn open(settings: &Settings) -> StoreResult<Arc<dyn Store>> {

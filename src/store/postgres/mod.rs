@@ -2,6 +2,7 @@
 //! insert (LISTEN/NOTIFY).
 
 mod directory;
+mod presence;
 
 use std::time::Duration;
 

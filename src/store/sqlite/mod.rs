@@ -2,6 +2,7 @@
 //! Ids are stored as hyphenated UUID text so the file stays readable with `sqlite3`.
 
 mod directory;
+mod presence;
 
 use std::path::Path;
 use std::str::FromStr;
