@@ -124,6 +124,75 @@ pub(crate) fn parse_friend_change(payload: &str) -> Option<FriendChange> {
     }
 }
 
+/// Exercises a [`PresenceStore`] implementation; shared by both backends' tests.
+#[cfg(test)]
+pub(crate) async fn exercise(store: &dyn super::Store) {
+    use super::NewUser;
+
+    let [a, b, c] = [(); 3].map(|_| UserId::new_random());
+    for (id, name) in [(a, "a"), (b, "b"), (c, "c")] {
+        let username = format!("{name}-{id}");
+        let user = NewUser {
+            id,
+            username,
+            display_name: None,
+        };
+        store.upsert_user(&user).await.unwrap();
+    }
+    store.add_friendship(b, a).await.unwrap();
+    assert!(store.are_friends(a, b).await.unwrap());
+    assert!(!store.are_friends(a, c).await.unwrap());
+    assert_eq!(
+        store.friends_last_seen(a).await.unwrap(),
+        vec![FriendRow {
+            user: b,
+            last_seen: None
+        }]
+    );
+
+    let t0 = chrono::DateTime::parse_from_rfc3339("2030-01-02T03:04:05.678Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    store
+        .record_online(b, "sid-b", PresenceStatus::Online, t0)
+        .await
+        .unwrap();
+    store
+        .record_status(b, PresenceStatus::Away, t0)
+        .await
+        .unwrap();
+    let rows = store.friends_last_seen(a).await.unwrap();
+    assert_eq!(rows[0].last_seen, Some(t0));
+    // Upsert of known and unknown users alike.
+    store.record_offline(&[b, c], t0).await.unwrap();
+    store
+        .record_online(b, "sid-b2", PresenceStatus::Online, t0)
+        .await
+        .unwrap();
+    assert_eq!(store.reset_presence().await.unwrap(), 1);
+    assert_eq!(store.reset_presence().await.unwrap(), 0);
+
+    let entry = crate::ids::EntryId::new_random();
+    store.session_joined(entry, a, "s1").await.unwrap();
+    store.session_joined(entry, a, "s1").await.unwrap(); // refresh, not a second row
+    store.session_joined(entry, b, "s2").await.unwrap();
+    store
+        .session_joined(crate::ids::EntryId::new_random(), b, "s2")
+        .await
+        .unwrap();
+    store.session_left("s1", entry).await.unwrap();
+    store.sessions_left_socket("s2").await.unwrap();
+    store.session_joined(entry, a, "s3").await.unwrap();
+    store.session_joined(entry, c, "s4").await.unwrap();
+    store.touch_sessions(&["s3".to_string()]).await.unwrap();
+    let future = Utc::now() + chrono::Duration::hours(1);
+    let past = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(store.sweep_sessions(past).await.unwrap(), 0);
+    assert_eq!(store.sweep_sessions(future).await.unwrap(), 2);
+    store.session_joined(entry, a, "s5").await.unwrap();
+    assert_eq!(store.clear_sessions().await.unwrap(), 1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

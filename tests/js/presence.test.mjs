@@ -427,3 +427,62 @@ test('rows of a killed process are cleaned at start; a graceful stop writes user
     await server.cleanup();
   }
 });
+
+test('active_sessions: rows leave with their socket; stale rows are swept, live ones kept', async () => {
+  // A short stale timeout makes the sweep run every second; pongs keep the socket alive.
+  const server = await start({ env: { PRESENCE_GRACE_MS: String(GRACE_MS), STALE_TIMEOUT_SECS: '2' } });
+  const db = await dbClient(server);
+  let keepAlive;
+  try {
+    const [a] = await seedUsers(db, 'alice');
+    const entry = (await db.query(
+      "INSERT INTO entries (id, owner_id, title) VALUES (gen_random_uuid(), $1, 'e') RETURNING id",
+      [a],
+    )).rows[0].id;
+    const alice = await connectUser(server, a);
+    keepAlive = setInterval(() => alice.emit('pong'), 300);
+    const old = "now() - interval '1 hour'";
+    await db.query(
+      `INSERT INTO active_sessions (user_id, entry_id, socket_id, last_seen)
+       VALUES ($1, $2, $3, ${old}), ($1, $2, 'ghost-socket', ${old})`,
+      [a, entry, alice.id],
+    );
+    const rowsOf = async (sid) =>
+      (await db.query('SELECT last_seen FROM active_sessions WHERE socket_id = $1', [sid])).rows;
+
+    await eventually(async () => (await rowsOf('ghost-socket')).length === 0, 8000, 'ghost row swept');
+    const live = await rowsOf(alice.id);
+    assert.equal(live.length, 1, "a live socket's row survives the sweep");
+    assert.ok(Date.now() - live[0].last_seen.getTime() < 60_000, 'and is refreshed');
+
+    clearInterval(keepAlive);
+    await closeSocket(alice);
+    await eventually(async () => (await rowsOf(alice.id)).length === 0, 5000, 'row removed on disconnect');
+  } finally {
+    clearInterval(keepAlive);
+    await db.end();
+    await server.cleanup();
+  }
+});
+
+test('sqlite: presence runs without a friendship feed', async () => {
+  const server = await start({ database: 'sqlite' });
+  try {
+    const user = (await import('node:crypto')).randomUUID();
+    const first = await connectUser(server, user);
+    assert.deepEqual(first.online, { userId: user, status: 'online', friends: [] });
+    const ack = await request(first, 'presence_update', { status: 'away' });
+    assert.equal(ack.ok, true);
+    await closeSocket(first);
+    await sleep(GRACE_MS + 200);
+    const again = await connectUser(server, user);
+    assert.equal(again.online.status, 'online');
+    assert.deepEqual(
+      server.logs.filter((l) => l.includes('"WARN"') || l.includes('"ERROR"')),
+      [],
+      'no storage warnings',
+    );
+  } finally {
+    await server.cleanup();
+  }
+});

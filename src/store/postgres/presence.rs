@@ -251,3 +251,68 @@ impl FriendFeed for PgFriendFeed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DirectoryStore;
+
+    /// Runs against a throw-away database on `PG_ADMIN_URL` (default: the local server);
+    /// skipped when no PostgreSQL answers.
+    #[tokio::test]
+    async fn presence_queries_and_the_friend_feed_work() {
+        use sqlx::Connection;
+        let admin_url = std::env::var("PG_ADMIN_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await else {
+            eprintln!("no PostgreSQL at {admin_url}; skipped");
+            return;
+        };
+        let name = format!("diary_unit_{}", Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("bad PG_ADMIN_URL"),
+        };
+        let result = async {
+            let store = PgStore::connect(&url).await.unwrap();
+            crate::store::presence::exercise(&store).await;
+
+            let mut feed = store.friend_feed().unwrap();
+            assert_eq!(feed.next().await, FriendChange::Resync);
+            let (a, b) = (UserId::new_random(), UserId::new_random());
+            for id in [a, b] {
+                sqlx::query("INSERT INTO users (id, username) VALUES ($1, $2)")
+                    .bind(id.0)
+                    .bind(id.to_string())
+                    .execute(store.pool())
+                    .await
+                    .unwrap();
+            }
+            store.add_friendship(a, b).await.unwrap();
+            assert_eq!(feed.next().await, FriendChange::Added(a, b));
+            sqlx::query("DELETE FROM friends WHERE user_id = $1")
+                .bind(a.0)
+                .execute(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(feed.next().await, FriendChange::Removed(a, b));
+            store.pool().close().await;
+        };
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            tokio::time::timeout(Duration::from_secs(30), result),
+        ))
+        .await;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        match outcome {
+            Ok(finished) => finished.expect("timed out"),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}

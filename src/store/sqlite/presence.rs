@@ -194,3 +194,15 @@ impl PresenceStore for SqliteStore {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn presence_queries_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        crate::store::presence::exercise(&store).await;
+    }
+}
