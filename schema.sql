@@ -111,7 +111,9 @@ CREATE TABLE IF NOT EXISTS active_sessions (
     last_seen TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS active_sessions_entry_idx ON active_sessions (entry_id);
-CREATE INDEX IF NOT EXISTS active_sessions_socket_idx ON active_sessions (socket_id);
+-- One row per (socket, entry): joining again refreshes it; also serves lookups by socket.
+CREATE UNIQUE INDEX IF NOT EXISTS active_sessions_socket_entry_idx
+    ON active_sessions (socket_id, entry_id);
 CREATE INDEX IF NOT EXISTS active_sessions_last_seen_idx ON active_sessions (last_seen);
 
 -- Server-owned: the collaborative document of each entry. `seq` orders the log;

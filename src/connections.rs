@@ -1,6 +1,9 @@
 //! Who is connected: the number of live sockets per user, over all namespaces.
-//! It enforces `MAX_CONNECTIONS_PER_USER` and tells presence when a user's first
-//! socket arrives and their last one leaves.
+//! It enforces `MAX_CONNECTIONS_PER_USER` and reports (for logs) a user's first and
+//! last socket. Presence does not use these flags: a socket's release and its report
+//! to presence are two steps another socket can come between, so the presence ledger
+//! counts the reports itself, in the order its worker applies them
+//! (see `crate::presence::ledger`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,7 +26,7 @@ pub struct ConnectionPermit {
     /// `None` once released.
     registry: Option<ConnectionRegistry>,
     user: UserId,
-    /// True when this is the user's only socket (presence: the user came online).
+    /// True when this is the user's only socket in this process.
     pub first_for_user: bool,
 }
 

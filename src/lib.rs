@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod notifications;
+pub mod presence;
 pub mod ratelimit;
 pub mod realtime;
 pub mod state;
@@ -48,6 +49,7 @@ impl Application {
         // Install the recorder before anything records.
         telemetry::metrics_handle();
         let store = store::open(&settings).await?;
+        presence::reset(store.as_ref()).await?;
         let keys = JwtKeys::from_settings(&settings);
         let addr = SocketAddr::new(settings.host, settings.port);
         let notification_listener = match store.insert_announcements() {
@@ -93,6 +95,7 @@ impl Application {
         let notification_listener = self
             .notification_listener
             .map(|listener| tokio::spawn(listener.run(state.clone())));
+        let presence = presence::spawn(&state);
         tracing::info!(addr = %self.listener.local_addr()?, path = %state.settings.socket_path, "listening");
         let closing = state.clone();
         let serve = axum::serve(
@@ -132,6 +135,7 @@ impl Application {
         if let Some(task) = notification_listener {
             let _ = task.await;
         }
+        presence.join().await;
         tracing::info!("stopped");
         Ok(())
     }

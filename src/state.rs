@@ -10,6 +10,7 @@ use crate::collab::Collab;
 use crate::config::Settings;
 use crate::connections::ConnectionRegistry;
 use crate::notifications::{NotificationService, SocketIoFanout};
+use crate::presence::Presence;
 use crate::ratelimit::UserRateLimiter;
 use crate::store::Store;
 
@@ -26,6 +27,8 @@ pub struct AppInner {
     pub collab: Collab,
     /// The notification inbox: operations and fan-out to users' sockets.
     pub notifications: NotificationService,
+    /// Friend presence: every socket is reported here (see [`crate::presence`]).
+    pub presence: Presence,
     /// Cancelled when the server starts shutting down; background tasks stop on it.
     pub shutdown: CancellationToken,
     /// Shared with the notification fan-out, which needs the server once it exists.
@@ -48,6 +51,7 @@ impl AppState {
             limiter: UserRateLimiter::new(settings.rate_limit_per_second),
             connections: ConnectionRegistry::new(settings.max_connections_per_user),
             collab: Collab::start(store.clone()),
+            presence: Presence::default(),
             shutdown: CancellationToken::new(),
             io,
             settings,

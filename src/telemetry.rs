@@ -2,6 +2,7 @@
 //!
 //! Metric names (Prometheus, see `/metrics`):
 //! - `diary_connections` (gauge): live sockets;
+//! - `diary_presence_online_users` (gauge): users online (or in their grace period);
 //! - `diary_events_total{event}`: client events received;
 //! - `diary_rate_limited_total{event}`: events refused or held by the rate limit;
 //! - `diary_errors_total{code}`: error replies sent, by wire code;

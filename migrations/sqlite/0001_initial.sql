@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS ws_connections (
     status TEXT NOT NULL DEFAULT 'offline',
     last_seen TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+CREATE INDEX IF NOT EXISTS ws_connections_online_idx ON ws_connections (user_id) WHERE is_online;
 
 CREATE TABLE IF NOT EXISTS active_sessions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,7 +76,9 @@ CREATE TABLE IF NOT EXISTS active_sessions (
     last_seen TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS active_sessions_entry_idx ON active_sessions (entry_id);
-CREATE INDEX IF NOT EXISTS active_sessions_socket_idx ON active_sessions (socket_id);
+-- One row per (socket, entry): joining again refreshes it; also serves lookups by socket.
+CREATE UNIQUE INDEX IF NOT EXISTS active_sessions_socket_entry_idx
+    ON active_sessions (socket_id, entry_id);
 CREATE INDEX IF NOT EXISTS active_sessions_last_seen_idx ON active_sessions (last_seen);
 
 CREATE TABLE IF NOT EXISTS entry_updates (

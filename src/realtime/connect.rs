@@ -80,6 +80,8 @@ impl ConnectHandler<LocalAdapter, SetupMarker> for SocketSetup {
             "authenticated",
             &json!({ "userId": user, "timestamp": chrono::Utc::now() }),
         );
+        // Before the queue starts: the socket's own events come after its arrival.
+        session.app.presence.socket_connected(&socket, user);
         tokio::spawn(run_queue(socket, session, queue));
     }
 }
@@ -104,6 +106,10 @@ pub(super) async fn on_disconnect(s: SocketRef, reason: DisconnectReason) {
         session.app.collab.leave(entry, member.clone());
     }
     super::yjs::forget_namespace_if_empty(&session.app, s.ns());
+    session
+        .app
+        .presence
+        .socket_disconnected(&s, session.user_id(), &session.app.store);
     metrics::gauge!("diary_connections").decrement(1.0);
     tracing::info!(user = %session.user_id(), ns = s.ns(), sid = %s.id, ?reason, last_socket, "disconnected");
 }

@@ -152,6 +152,7 @@ async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
     let member = member_for(app, &ctx.socket, user, role, Mode::Delta).await?;
     let info = app.collab.join(req.entry_id, member).await?;
     ctx.session.mark_joined(req.entry_id);
+    record_session(app, req.entry_id, user, &ctx.socket).await;
     tracing::info!(%user, entry = %req.entry_id, ?role, "joined entry room");
     Reply::json(info)
 }
@@ -160,12 +161,29 @@ async fn leave(ctx: EventCtx, req: EntryRequest) -> Outcome {
     if !ctx.session.mark_left(req.entry_id) {
         return Err(AppError::access_denied());
     }
-    ctx.session
-        .app
-        .collab
-        .leave(req.entry_id, MemberId::of(&ctx.socket));
+    let app = &ctx.session.app;
+    app.collab.leave(req.entry_id, MemberId::of(&ctx.socket));
+    if let Err(e) = app
+        .store
+        .session_left(&ctx.socket.id.to_string(), req.entry_id)
+        .await
+    {
+        tracing::warn!(error = %e, "could not remove active_sessions row");
+    }
     tracing::info!(user = %ctx.session.user_id(), entry = %req.entry_id, "left entry room");
     Reply::ok()
+}
+
+/// Keeps `active_sessions` current for the main app; a failure is logged, not fatal
+/// (the room works without the row, and the sweep tidies up).
+pub async fn record_session(app: &AppState, entry: EntryId, user: UserId, socket: &SocketRef) {
+    if let Err(e) = app
+        .store
+        .session_joined(entry, user, &socket.id.to_string())
+        .await
+    {
+        tracing::warn!(error = %e, "could not record active_sessions row");
+    }
 }
 
 fn joined(ctx: &EventCtx, entry: EntryId) -> Result<(), AppError> {

@@ -2,9 +2,10 @@
 //! authorize and hand off to the domain modules.
 
 pub mod connect;
-mod entries;
+pub(crate) mod entries;
 mod notifications;
 pub mod ordered;
+mod presence;
 pub mod reply;
 pub mod session;
 mod system;
@@ -71,6 +72,7 @@ fn register_main(s: &SocketRef) {
     system::register(s);
     entries::register(s);
     notifications::register(s);
+    presence::register(s);
 }
 
 fn register_notifications(s: &SocketRef) {

@@ -89,12 +89,16 @@ pub fn register(s: &SocketRef) {
         .take();
     if let Some(member) = member {
         session.mark_joined(yjs.entry);
+        let user = member.user;
         let joined = session.app.collab.join(yjs.entry, member);
-        let socket = s.clone();
+        let (socket, app, entry) = (s.clone(), session.app.clone(), yjs.entry);
         tokio::spawn(async move {
-            if let Err(e) = joined.await {
-                tracing::warn!(code = %e.code, "y-socket.io join failed");
-                let _ = socket.disconnect();
+            match joined.await {
+                Ok(_) => super::entries::record_session(&app, entry, user, &socket).await,
+                Err(e) => {
+                    tracing::warn!(code = %e.code, "y-socket.io join failed");
+                    let _ = socket.disconnect();
+                }
             }
         });
     }

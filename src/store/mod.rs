@@ -6,6 +6,7 @@ mod directory;
 mod entries;
 mod notifications;
 pub mod postgres;
+pub mod presence;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 pub use directory::{DirectoryStore, EntryRole, NewEntry, NewUser, Visibility};
 pub use entries::{EntryStore, EntryText, LoggedUpdate, Snapshot, StoredDoc};
 pub use notifications::NotificationStore;
+pub use presence::PresenceStore;
 
 use crate::config::{DatabaseTarget, Settings};
 
@@ -30,9 +32,15 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the server persists or reads, whatever the database.
-pub trait Store: DirectoryStore + EntryStore + NotificationStore + Send + Sync + 'static {}
+pub trait Store:
+    DirectoryStore + EntryStore + NotificationStore + PresenceStore + Send + Sync + 'static
+{
+}
 
-impl<T> Store for T where T: DirectoryStore + EntryStore + NotificationStore + Send + Sync + 'static {}
+impl<T> Store for T where
+    T: DirectoryStore + EntryStore + NotificationStore + PresenceStore + Send + Sync + 'static
+{
+}
 
 /// Opens the configured database and brings its schema up to date.
 pub async fn open(settings: &Settings) -> StoreResult<Arc<dyn Store>> {

@@ -4,6 +4,7 @@
 mod directory;
 mod entries;
 mod notifications;
+mod presence;
 
 use std::time::Duration;
 

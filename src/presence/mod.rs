@@ -1,0 +1,202 @@
+//! Friend presence (PROTOCOL.md section 7): who of a user's friends is online, with
+//! which status, told only to friends.
+//!
+//! How it fits together:
+//! - Every socket on every namespace is reported here when it connects and when it
+//!   leaves ([`Presence::socket_connected`], [`Presence::socket_disconnected`], called
+//!   by the shared connect handler). The [`ledger`] counts them per user and decides the
+//!   transitions: first socket -> online; last socket gone for `PRESENCE_GRACE_MS` ->
+//!   offline; back within the grace period (a reload) -> nothing at all.
+//! - One task, the presence worker, applies everything in order: transitions, status
+//!   changes, friendship changes, grace expiries. It owns the [`friends::FriendViews`]
+//!   and writes `ws_connections`; ordering in one place means a user's events reach
+//!   friends in the order they happened and the table ends in the latest state.
+//! - Events go to the `user:{id}` rooms on the main namespaces only; `/notifications`
+//!   sockets make their user online but receive no presence traffic.
+//!
+//! Choices where the protocol is silent:
+//! - Every new main-namespace socket gets `online {userId, status, friends}` (each tab
+//!   needs the list); `status` is the user's own current status (an extra field).
+//!   `friends` holds every friend: `{userId, status, lastSeen}`, `lastSeen` being now
+//!   for online friends and the departure of their last socket (or `null`, never seen)
+//!   for offline ones.
+//! - A chosen status (`away`, `busy`) lasts while the user is online, reloads included;
+//!   a user who went offline comes back `online`. An unchanged status is not relayed.
+//! - The client's `presence_update` is answered `{ok:true, status, lastSeen}`.
+//! - A friendship added while both are online: each gets `friend_online` and
+//!   `presence_update` about the other. Removed: each gets `offline` and
+//!   `presence_update {status:'offline'}` about the other, so UIs stop showing them
+//!   online, and nothing is relayed between them any more. On PostgreSQL this happens
+//!   at once (`LISTEN diary_friends`); on SQLite (no notifications) at the next connect
+//!   of either user.
+//! - Graceful shutdown writes every user this process held online as offline; users in
+//!   their grace period then are offline too (no timer fires after shutdown).
+//!
+//! Cluster mode: the [`ledger::PresenceLedger`] trait is the state several processes
+//! must share (socket counts, statuses, grace tickets); friend lists are re-read per
+//! process and the rooms are served by the Socket.IO adapter.
+
+pub mod friends;
+pub mod ledger;
+pub mod status;
+mod sweep;
+mod worker;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use socketioxide::extract::SocketRef;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use status::{ChosenStatus, PresenceStatus};
+
+use crate::error::AppError;
+use crate::ids::UserId;
+use crate::realtime::NOTIFICATIONS_NAMESPACE;
+use crate::state::AppState;
+use crate::store::{Store, StoreResult};
+use ledger::{LocalLedger, PresenceLedger};
+use worker::Command;
+
+/// The presence service as handlers see it: reports go to the worker in order.
+pub struct Presence {
+    commands: mpsc::UnboundedSender<Command>,
+    /// Handed to the worker when it starts.
+    inbox: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    ledger: Arc<dyn PresenceLedger>,
+}
+
+impl Default for Presence {
+    fn default() -> Self {
+        Self::new(Arc::new(LocalLedger::new()))
+    }
+}
+
+impl Presence {
+    pub fn new(ledger: Arc<dyn PresenceLedger>) -> Self {
+        let (commands, inbox) = mpsc::unbounded_channel();
+        Self {
+            commands,
+            inbox: Mutex::new(Some(inbox)),
+            ledger,
+        }
+    }
+
+    /// A socket of `user` finished connecting (any namespace). Call synchronously from
+    /// the connect handler, before the socket's own events can run, so that a status
+    /// change it sends is applied after its arrival. Sockets on the main namespaces
+    /// are sent `online`.
+    pub fn socket_connected(&self, socket: &SocketRef, user: UserId) {
+        let main = crate::realtime::MAIN_NAMESPACES.contains(&socket.ns());
+        self.send(Command::Arrived {
+            user,
+            sid: socket.id.to_string(),
+            socket: main.then(|| socket.clone()),
+        });
+    }
+
+    /// A socket reported by [`Presence::socket_connected`] has gone. Also removes the
+    /// socket's `active_sessions` rows.
+    pub fn socket_disconnected(&self, socket: &SocketRef, user: UserId, store: &Arc<dyn Store>) {
+        self.send(Command::Left {
+            user,
+            at: Utc::now(),
+        });
+        if socket.ns() != NOTIFICATIONS_NAMESPACE {
+            let store = store.clone();
+            let sid = socket.id.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = store.sessions_left_socket(&sid).await {
+                    tracing::warn!(error = %e, sid, "cannot remove the socket's active sessions");
+                }
+            });
+        }
+    }
+
+    /// The user chose a status; relayed to their online friends. Returns the status
+    /// and its time.
+    pub async fn set_status(
+        &self,
+        user: UserId,
+        status: ChosenStatus,
+    ) -> Result<(PresenceStatus, DateTime<Utc>), AppError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SetStatus {
+            user,
+            status: status.into(),
+            reply,
+        });
+        answer
+            .await
+            .map_err(|_| AppError::internal("presence worker stopped"))
+    }
+
+    fn send(&self, command: Command) {
+        // Fails only once the worker stopped (shutdown): nothing is left to update.
+        let _ = self.commands.send(command);
+    }
+}
+
+/// Start-up, before any socket is accepted: nothing in `ws_connections` or
+/// `active_sessions` survives a restart (rows a crashed process left behind).
+pub async fn reset(store: &dyn Store) -> StoreResult<()> {
+    let offline = store.reset_presence().await?;
+    let sessions = store.clear_sessions().await?;
+    if offline > 0 || sessions > 0 {
+        tracing::info!(
+            offline,
+            sessions,
+            "cleared presence rows left by a previous run"
+        );
+    }
+    Ok(())
+}
+
+/// The presence background tasks; they stop on `app.shutdown`.
+pub struct PresenceTasks {
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+/// Starts the presence worker, the friendship listener (PostgreSQL) and the
+/// `active_sessions` sweep.
+pub fn spawn(app: &AppState) -> PresenceTasks {
+    let mut tasks = Vec::new();
+    let inbox = app
+        .presence
+        .inbox
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(inbox) = inbox {
+        let worker = worker::Worker::new(
+            app.clone(),
+            app.presence.ledger.clone(),
+            app.presence.commands.clone(),
+        );
+        tasks.push(("presence worker", tokio::spawn(worker.run(inbox))));
+    }
+    if let Some(feed) = app.store.friend_feed() {
+        tasks.push((
+            "friendship listener",
+            tokio::spawn(worker::forward_friend_changes(
+                feed,
+                app.presence.commands.clone(),
+                app.shutdown.clone(),
+            )),
+        ));
+    }
+    tasks.push(("session sweep", tokio::spawn(sweep::run(app.clone()))));
+    PresenceTasks { tasks }
+}
+
+impl PresenceTasks {
+    /// Waits for every task to finish (after `app.shutdown` was cancelled).
+    pub async fn join(self) {
+        for (name, task) in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(task = name, error = %e, "presence task failed");
+            }
+        }
+    }
+}

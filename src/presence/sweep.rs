@@ -1,0 +1,49 @@
+//! The `active_sessions` sweep: rows of sockets that are gone without a clean
+//! departure (a crashed process, a lost delete) are removed once stale.
+//!
+//! Each round first refreshes the rows of every socket this process still holds, so
+//! a row goes stale only when no live process vouches for it, then deletes rows older
+//! than `STALE_TIMEOUT_SECS`.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::state::AppState;
+
+/// Runs a sweep every half stale timeout (between 1 s and 60 s) until shutdown.
+pub(super) async fn run(app: AppState) {
+    let stale = app.settings.stale_timeout;
+    let every = (stale / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let live: Vec<String> = app
+            .io()
+            .nsps()
+            .into_iter()
+            .flat_map(|ns| ns.sockets())
+            .map(|s| s.id.to_string())
+            .collect();
+        if let Err(e) = app.store.touch_sessions(&live).await {
+            tracing::warn!(error = %e, "cannot refresh active sessions");
+            continue;
+        }
+        let Some(cutoff) = chrono::Duration::from_std(stale)
+            .ok()
+            .and_then(|stale| Utc::now().checked_sub_signed(stale))
+        else {
+            continue; // a timeout this large never makes a row stale
+        };
+        match app.store.sweep_sessions(cutoff).await {
+            Ok(0) => {}
+            Ok(swept) => tracing::info!(swept, "removed stale active sessions"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep active sessions"),
+        }
+    }
+}

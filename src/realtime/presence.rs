@@ -1,0 +1,38 @@
+//! `presence_update` from clients (PROTOCOL.md section 7): a user chooses a status,
+//! which their online friends see. Main namespaces only.
+
+use serde::Deserialize;
+use serde_json::json;
+use socketioxide::extract::SocketRef;
+
+use super::ordered::{on, EventCtx, EventKind, EventPayload};
+use super::reply::{ErrorDelivery, Outcome, Reply};
+use crate::presence::ChosenStatus;
+
+/// `{status: 'online'|'away'|'busy'}`; anything else is a `VALIDATION_ERROR`.
+#[derive(Debug, Deserialize)]
+struct PresenceUpdate {
+    status: ChosenStatus,
+}
+
+impl EventPayload for PresenceUpdate {}
+
+pub fn register(s: &SocketRef) {
+    on(
+        s,
+        "presence_update",
+        EventKind::Query,
+        ErrorDelivery::AckOrEvent,
+        presence_update,
+    );
+}
+
+/// Answers `{ok:true, status, lastSeen}`.
+async fn presence_update(ctx: EventCtx, request: PresenceUpdate) -> Outcome {
+    let app = &ctx.session.app;
+    let (status, last_seen) = app
+        .presence
+        .set_status(ctx.session.user_id(), request.status)
+        .await?;
+    Reply::json(json!({ "status": status, "lastSeen": last_seen }))
+}
