@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-postgres.sh
+scripts/ensure-chromium.sh
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
@@ -14,5 +15,8 @@ echo "== cargo test"
 cargo build --locked
 cargo test --locked
 
-echo "== JavaScript tests (node:test + socket.io-client)"
+echo "== client examples: install, and check the committed demo bundle is current"
+(cd client-examples && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:web)
+
+echo "== JavaScript tests (node:test + socket.io-client, Chromium via playwright-core)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && npm test)

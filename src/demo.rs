@@ -15,7 +15,7 @@ pub const BOB: Uuid = Uuid::from_u128(0x00000000_0000_4000_8000_000000000b0b);
 pub const CAROL: Uuid = Uuid::from_u128(0x00000000_0000_4000_8000_0000000ca201);
 pub const SHARED_ENTRY: Uuid = Uuid::from_u128(0x00000000_0000_4000_8000_0000000e0001);
 
-/// Seeds the demo data and prints a token per user.
+/// Seeds the demo data and prints a token and a demo-page link per user.
 pub async fn seed(settings: &Settings) -> anyhow::Result<()> {
     let Some(secret) = &settings.jwt_secret else {
         anyhow::bail!("JWT_SECRET must be set (env or --jwt-secret) so the printed tokens verify");
@@ -56,15 +56,26 @@ pub async fn seed(settings: &Settings) -> anyhow::Result<()> {
     println!(
         "entry {SHARED_ENTRY}  (owner alice; bob editor; carol viewer; alice and bob are friends)"
     );
+    let mut links = Vec::new();
     for (id, username, _) in users {
-        println!(
-            "{username:<6} {id}  token {}",
-            keys.mint(UserId(id), day, None)
-        );
+        let token = keys.mint(UserId(id), day, None);
+        println!("{username:<6} {id}  token {token}");
+        links.push((username, demo_url(settings.port, &token)));
+    }
+    println!();
+    println!("open the demo editor (start the server first), one tab per user:");
+    for (username, url) in links {
+        println!("  {username:<6} {url}");
     }
     println!(
         "service token (POST /api/notifications): {}",
         keys.mint(UserId(ALICE), day, Some("service"))
     );
     Ok(())
+}
+
+/// The demo page (`src/http/demo.rs`) for the shared entry, signed in with `token`.
+/// JWTs are base64url and dots, so they need no escaping in a query string.
+fn demo_url(port: u16, token: &str) -> String {
+    format!("http://localhost:{port}/demo?token={token}&entry={SHARED_ENTRY}")
 }

@@ -1,6 +1,7 @@
-//! HTTP routes beside Socket.IO: health, readiness, metrics and the REST API.
+//! HTTP routes beside Socket.IO: health, readiness, metrics, the REST API and the demo page.
 
 mod auth;
+mod demo;
 mod entries;
 mod health;
 mod notifications;
@@ -23,6 +24,10 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/entries/{id}/content", get(entries::content))
         .route("/api/notifications", post(notifications::create))
+        .route("/", get(demo::page))
+        .route("/demo", get(demo::page))
+        .route("/demo/app.js", get(demo::script))
+        .route("/demo/app.css", get(demo::stylesheet))
         .with_state(app)
 }
 
