@@ -123,6 +123,7 @@ function start({ token, entryId, server, path }) {
     if (!socket.active) {
       refused = `refused: ${err.message}`;
       renderStatus();
+      showBanner(`The server refused this page (${err.message}). Tokens expire: run seed-demo again for fresh links.`);
     }
   });
   socket.on('error', (e) => {
