@@ -264,6 +264,7 @@ test('viewers sync and see awareness, but their updates are refused and change n
     const state = await request(a.socket, 'state_request', { entryId: entry });
     assert.equal(state.content, 'owner text');
     assert.deepEqual(seenByA, []);
+    aw.destroy();
     for (const c of [a, v, yv]) c.close();
   } finally {
     await t.close();
@@ -300,6 +301,7 @@ test('awareness states are removed and the removal broadcast when a socket leave
     assert.equal(late.text.toString(), a.text.toString());
     const lateY = await ySocketIoEditor(server, tokenFor(users.bob), entry);
     assert.equal(lateY.text.toString(), a.text.toString());
+    aAware.destroy();
     for (const c of [a, late, lateY]) c.close();
   } finally {
     await t.close();
