@@ -372,6 +372,9 @@ impl DocActor {
                 if !ok {
                     // Retry later; the log just stays longer meanwhile.
                     self.rows_since_snapshot = COMPACT_AFTER_ROWS / 2;
+                } else if self.rows_since_snapshot >= COMPACT_AFTER_ROWS {
+                    // Edits kept coming while it ran.
+                    self.compact();
                 }
             }
             DocCommand::TextSaved => self.saving_text = false,

@@ -18,10 +18,15 @@ export class MainYjsEditor {
     socket.on('entry_update', ({ entryId: id, update }) => {
       if (id === entryId) Y.applyUpdate(this.doc, new Uint8Array(update), 'server');
     });
-    socket.on('entry_sync_step1', ({ entryId: id, stateVector }, ack) => {
-      if (id === entryId && typeof ack === 'function') {
-        ack(Y.encodeStateAsUpdate(this.doc, new Uint8Array(stateVector)));
-      }
+    // The server's own step 1 follows its answer to ours: once it is answered, both
+    // sides hold everything (`join()` waits for it).
+    this.serverSynced = new Promise((resolve) => {
+      socket.on('entry_sync_step1', ({ entryId: id, stateVector }, ack) => {
+        if (id === entryId && typeof ack === 'function') {
+          ack(Y.encodeStateAsUpdate(this.doc, new Uint8Array(stateVector)));
+          resolve();
+        }
+      });
     });
     this.doc.on('update', (update, origin) => {
       if (origin === 'server') return;
@@ -38,6 +43,7 @@ export class MainYjsEditor {
     const ack = await request(this.socket, 'join_entry_room', { entryId: this.entryId });
     if (!ack.ok) return ack;
     await this.sync();
+    await withTimeout(this.serverSynced, 5000, "the server's sync step 1");
     return ack;
   }
 
