@@ -15,4 +15,7 @@ cargo build --locked
 cargo test --locked
 
 echo "== JavaScript tests (node:test + socket.io-client)"
+# The suite runs one file at a time, so the notification listener's test may restart
+# the local PostgreSQL (set DIARY_TEST_RESTART_PG=0 when other work shares the server).
+export DIARY_TEST_RESTART_PG="${DIARY_TEST_RESTART_PG:-1}"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && npm test)
