@@ -25,8 +25,12 @@ pub const MAIN_NAMESPACES: [&str; 2] = ["/", "/realtime/ws"];
 /// The inbox-only namespace.
 pub const NOTIFICATIONS_NAMESPACE: &str = "/notifications";
 
-/// See [`build`]: room for a commit batch's acks plus the relays around them.
-const OUTGOING_PACKETS_PER_SOCKET: usize = 4096;
+/// Packets a socket may have queued for sending (socketioxide's default is 128). A
+/// burst of edits produces one ack per edit for its sender and one relay per edit for
+/// everyone else; while a polling client is between requests these pile up, and
+/// socketioxide drops what does not fit. The channel grows on demand, so a large bound
+/// costs nothing until used.
+const SOCKET_BUFFER_PACKETS: usize = 16 * 1024;
 
 /// Builds the Socket.IO layer and registers every namespace.
 pub fn build(app: &AppState) -> SocketIoLayer {
@@ -37,11 +41,7 @@ pub fn build(app: &AppState) -> SocketIoLayer {
         .max_payload(settings.max_payload_bytes as u64)
         .ws_max_message_size(settings.max_payload_bytes)
         .ws_max_frame_size(settings.max_payload_bytes)
-        // Packets queued per socket before emits fail with "channel full". A commit
-        // batch acks up to 512 edits at once and relays fan out bursts: a full channel
-        // would silently drop acks and updates. tokio allocates the queue in small
-        // blocks as it fills, so a large bound costs nothing while idle.
-        .max_buffer_size(OUTGOING_PACKETS_PER_SOCKET)
+        .max_buffer_size(SOCKET_BUFFER_PACKETS)
         .with_state(app.clone())
         .build_layer();
 

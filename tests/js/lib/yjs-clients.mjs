@@ -97,6 +97,9 @@ export async function ySocketIoEditor(server, token, entryId) {
     socket: provider.socket,
     errors,
     close() {
+      // Disconnect first: destroy() on a connected provider publishes to a
+      // BroadcastChannel (even with disableBc), whose MessagePort keeps node alive.
+      provider.socket.disconnect();
       provider.destroy();
     },
   };
