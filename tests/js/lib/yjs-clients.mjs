@@ -34,6 +34,9 @@ export class MainYjsEditor {
         if (!ack.ok) this.errors.push(ack.error);
         return ack;
       });
+      // Closing the socket fails acks still in flight; `settled()` reports them, but
+      // an unawaited one must not become an unhandled rejection.
+      sent.catch(() => {});
       this.acks.push(sent);
     });
   }
