@@ -19,4 +19,7 @@ echo "== client examples: install, and check the committed demo bundle is curren
 (cd client-examples && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check:web)
 
 echo "== JavaScript tests (node:test + socket.io-client, Chromium via playwright-core)"
+# The suite runs one file at a time, so the notification listener's test may restart
+# the local PostgreSQL (set DIARY_TEST_RESTART_PG=0 when other work shares the server).
+export DIARY_TEST_RESTART_PG="${DIARY_TEST_RESTART_PG:-1}"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error && npm test)

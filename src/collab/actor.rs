@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
+use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::awareness::AwarenessStates;
@@ -372,6 +373,9 @@ impl DocActor {
                 if !ok {
                     // Retry later; the log just stays longer meanwhile.
                     self.rows_since_snapshot = COMPACT_AFTER_ROWS / 2;
+                } else if self.rows_since_snapshot >= COMPACT_AFTER_ROWS {
+                    // Edits kept coming while it ran.
+                    self.compact();
                 }
             }
             DocCommand::TextSaved => self.saving_text = false,
@@ -701,10 +705,12 @@ impl DocActor {
         let user = left.user;
         if !self.members.values().any(|m| m.user == user) {
             self.typing.remove(&user);
-            if self.cursors.remove(user) {
-                let payload = json!({ "entryId": self.entry, "userId": user });
-                self.to_main_members("entry_cursor_clear", &payload);
-            }
+            // Sent whether or not the user moved a cursor here (PROTOCOL.md 5.1: "when a
+            // user's last socket leaves"): a client may show a cursor it learnt elsewhere
+            // (awareness, an earlier session), and the clear is harmless otherwise.
+            self.cursors.remove(user);
+            let payload = json!({ "entryId": self.entry, "userId": user });
+            self.to_main_members("entry_cursor_clear", &payload);
         }
         if let Some(removal) = self.awareness.remove_member(id) {
             let removal = Bytes::from(removal);
@@ -719,7 +725,7 @@ impl DocActor {
     fn relay_change(&self, from: &MemberId, editor: UserId, update: &Bytes, delta: &QuillDelta) {
         let mut edit = None;
         for member in self.members.values().filter(|m| m.id != *from) {
-            let _ = match member.mode {
+            let sent = match member.mode {
                 Mode::Yjs => member.socket.emit(
                     "entry_update",
                     &UpdateMessage {
@@ -741,6 +747,13 @@ impl DocActor {
                     }),
                 ),
             };
+            if let Err(SendError::Socket(SocketError::InternalChannelFull)) = sent {
+                // The socket's outgoing buffer is full (a client far behind). Dropping one
+                // change would leave it silently out of sync; disconnected, it resyncs
+                // when it reconnects.
+                tracing::warn!(entry = %self.entry, user = %member.user, "send buffer full; disconnecting lagging socket");
+                let _ = member.socket.clone().disconnect();
+            }
         }
     }
 

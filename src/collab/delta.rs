@@ -8,9 +8,11 @@ use yrs::types::text::{Diff, YChange};
 use yrs::types::{Attrs, Delta};
 use yrs::{Any, Out};
 
-/// One Quill delta operation, as clients send and receive it.
+/// One Quill delta operation, as clients send and receive it. Unknown keys are
+/// refused: an op like `{retain: 3, delete: 'x'}` or `{retain: 2, frobnicate: 1}` is not
+/// something the client meant as a plain retain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum QuillOp {
     Insert {
         insert: Value,
@@ -109,4 +111,30 @@ pub(crate) fn json_to_attrs(map: &Map<String, Value>) -> Attrs {
     map.iter()
         .map(|(k, v)| (k.as_str().into(), json_to_any(v)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_parse_strictly() {
+        let ok: Vec<QuillOp> = serde_json::from_str(
+            r#"[{"insert":"a","attributes":{"bold":true}},{"retain":2,"attributes":{"bold":null}},{"delete":1},{"insert":{"image":"x"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 4);
+        for bad in [
+            r#"[{"retain":3,"delete":"x"}]"#,
+            r#"[{"retain":3,"delete":2}]"#,
+            r#"[{"delete":2,"attributes":{}}]"#,
+            r#"[{"retain":2,"frobnicate":1}]"#,
+            r#"[{"retain":"x"}]"#,
+            r#"[{"retain":-1}]"#,
+            r#"[{"retain":1.5}]"#,
+            r#"[{}]"#,
+        ] {
+            assert!(serde_json::from_str::<Vec<QuillOp>>(bad).is_err(), "{bad}");
+        }
+    }
 }

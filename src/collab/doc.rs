@@ -11,8 +11,8 @@ use yrs::types::Delta;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
 use yrs::{
-    Any, Assoc, Doc, GetString, IdSet, IndexedSequence, Observable, OffsetKind, Options, ReadTxn,
-    Snapshot, StateVector, StickyIndex, Text, TextRef, Transact, TransactionMut, Update,
+    Any, Assoc, ClientID, Doc, GetString, IdSet, IndexedSequence, Observable, OffsetKind, Options,
+    ReadTxn, Snapshot, StateVector, StickyIndex, Text, TextRef, Transact, TransactionMut, Update,
 };
 
 use super::delta::{self, QuillDelta, QuillOp};
@@ -191,11 +191,22 @@ impl EntryDoc {
         }
         let past = self.snapshot_at(base).ok_or(DocError::StaleBase(base))?;
         let mut encoder = EncoderV1::new();
-        self.doc
-            .transact()
-            .encode_state_from_snapshot(&past, &mut encoder)
-            .map_err(|_| DocError::StaleBase(base))?;
-        let fork = Doc::with_options(doc_options());
+        {
+            // yrs 0.28 encodes a block that straddles the snapshot's clock (a later insert
+            // squashed onto an older one) with a right-origin flag but no right origin,
+            // which no decoder can read. Splitting the blocks at the snapshot first (what
+            // `diff_range` does, in this same transaction, before commit re-squashes them)
+            // keeps every encoded block whole.
+            let mut txn = self.doc.transact_mut();
+            self.text
+                .diff_range(&mut txn, Some(&past), None, YChange::identity);
+            txn.encode_state_from_snapshot(&past, &mut encoder)
+                .map_err(|_| DocError::StaleBase(base))?;
+        }
+        let fork = Doc::with_options(Options {
+            client_id: self.fork_client_id(),
+            ..doc_options()
+        });
         let fork_text = fork.get_or_insert_text("content");
         let past_state =
             Update::decode_v1(&encoder.to_vec()).map_err(|_| DocError::StaleBase(base))?;
@@ -210,6 +221,27 @@ impl EntryDoc {
             txn.encode_update_v1()
         };
         self.apply_update(&edit)
+    }
+
+    /// A client id above every one in the doc, for the fork a stale delta is applied
+    /// to. Yjs orders concurrent inserts at one position by client id (higher goes
+    /// right), so the delta applied later lands right of the concurrent insert it did
+    /// not see: the order an OT client assumes when it rebases a received edit over its
+    /// own unacknowledged one (Quill's `transform` with the server's edit first).
+    fn fork_client_id(&self) -> ClientID {
+        let txn = self.doc.transact();
+        let highest = txn
+            .state_vector()
+            .iter()
+            .map(|(client, _)| client.get())
+            .chain(std::iter::once(self.doc.client_id().get()))
+            .max()
+            .unwrap_or(0);
+        // Client ids are 53-bit (JavaScript numbers); past that, fall back to random.
+        match highest.checked_add(1) {
+            Some(next) if next < (1 << 53) => ClientID::new(next),
+            _ => ClientID::random(),
+        }
     }
 
     /// Rebuilds the state of a past version from the history, if still held.
@@ -519,5 +551,56 @@ mod tests {
         ));
         assert_eq!(doc.text(), "ab");
         assert!(!doc.has_pending());
+    }
+
+    #[test]
+    fn stale_base_across_a_squashed_insert() {
+        // The insert at version 4 extends a block written before version 3; rebuilding
+        // version 3 must cut that block where version 3 ended.
+        let mut doc = EntryDoc::new();
+        doc.set_version(0);
+        doc.apply_delta(
+            &ops(serde_json::json!([{"insert": "The quick brown fox"}])),
+            None,
+        )
+        .unwrap();
+        doc.apply_delta(&ops(serde_json::json!([{"insert": ">> "}])), Some(1))
+            .unwrap();
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 16}, {"delete": 3}])),
+            Some(1),
+        )
+        .unwrap();
+        assert_eq!(doc.text(), ">> The quick brown ");
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 3}, {"insert": "[a]"}])),
+            Some(3),
+        )
+        .unwrap();
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 3}, {"insert": "[b]"}])),
+            Some(3),
+        )
+        .unwrap();
+        assert_eq!(doc.text(), ">> [a][b]The quick brown ");
+    }
+
+    #[test]
+    fn a_later_stale_insert_goes_right_of_the_concurrent_one() {
+        for _ in 0..20 {
+            let mut doc = EntryDoc::new();
+            doc.set_version(0);
+            doc.apply_delta(&ops(serde_json::json!([{"insert": "abcd"}])), None)
+                .unwrap();
+            for (i, mark) in ["1", "2", "3"].iter().enumerate() {
+                doc.apply_delta(
+                    &ops(serde_json::json!([{"retain": 2}, {"insert": mark}])),
+                    Some(1),
+                )
+                .unwrap();
+                assert_eq!(doc.version(), 2 + i as u64);
+            }
+            assert_eq!(doc.text(), "ab123cd");
+        }
     }
 }

@@ -25,6 +25,13 @@ pub const MAIN_NAMESPACES: [&str; 2] = ["/", "/realtime/ws"];
 /// The inbox-only namespace.
 pub const NOTIFICATIONS_NAMESPACE: &str = "/notifications";
 
+/// Packets a socket may have queued for sending (socketioxide's default is 128). A
+/// burst of edits produces one ack per edit for its sender and one relay per edit for
+/// everyone else; while a polling client is between requests these pile up, and
+/// socketioxide drops what does not fit. The channel grows on demand, so a large bound
+/// costs nothing until used.
+const SOCKET_BUFFER_PACKETS: usize = 16 * 1024;
+
 /// Builds the Socket.IO layer and registers every namespace.
 pub fn build(app: &AppState) -> SocketIoLayer {
     let settings = &app.settings;
@@ -34,6 +41,7 @@ pub fn build(app: &AppState) -> SocketIoLayer {
         .max_payload(settings.max_payload_bytes as u64)
         .ws_max_message_size(settings.max_payload_bytes)
         .ws_max_frame_size(settings.max_payload_bytes)
+        .max_buffer_size(SOCKET_BUFFER_PACKETS)
         .with_state(app.clone())
         .build_layer();
 

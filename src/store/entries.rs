@@ -33,6 +33,31 @@ pub struct StoredDoc {
     pub updates: Vec<LoggedUpdate>,
 }
 
+/// A stored row: `(seq or upto_seq, version, bytes)`, as both backends select it.
+pub(crate) type DocRow = (i64, i64, Vec<u8>);
+
+impl StoredDoc {
+    /// Assembles what both backends read: the newest snapshot and the log after it.
+    pub(crate) fn from_rows(entry: EntryId, snapshot: Option<DocRow>, log: Vec<DocRow>) -> Self {
+        StoredDoc {
+            snapshot: snapshot.map(|(upto_seq, version, state)| Snapshot {
+                upto_seq,
+                version,
+                state: Bytes::from(state),
+            }),
+            updates: log
+                .into_iter()
+                .map(|(seq, version, payload)| LoggedUpdate {
+                    entry,
+                    seq,
+                    version,
+                    payload: Bytes::from(payload),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The plain-text view of an entry kept for the main app.
 #[derive(Debug, Clone)]
 pub struct EntryText {

@@ -264,6 +264,7 @@ test('viewers sync and see awareness, but their updates are refused and change n
     const state = await request(a.socket, 'state_request', { entryId: entry });
     assert.equal(state.content, 'owner text');
     assert.deepEqual(seenByA, []);
+    aw.destroy();
     for (const c of [a, v, yv]) c.close();
   } finally {
     await t.close();
@@ -300,6 +301,7 @@ test('awareness states are removed and the removal broadcast when a socket leave
     assert.equal(late.text.toString(), a.text.toString());
     const lateY = await ySocketIoEditor(server, tokenFor(users.bob), entry);
     assert.equal(lateY.text.toString(), a.text.toString());
+    aAware.destroy();
     for (const c of [a, late, lateY]) c.close();
   } finally {
     await t.close();
@@ -390,6 +392,47 @@ test('two sockets joining a cold entry load it once; it unloads after the last l
     for (const s of [s1, s2, s3]) await request(s, 'leave_entry_room', { entryId: entry });
     await eventually(async () => (await metric(server, 'diary_docs_loaded')) === 0, 5000, 'unload');
     for (const s of [s1, s2, s3]) s.close();
+  } finally {
+    await t.close();
+  }
+});
+
+test('compaction folds the log into a snapshot; the doc reloads the same', async () => {
+  const t = await setup({ env: { RATE_LIMIT_PER_SECOND: '100000' } });
+  try {
+    const { server, users, entry, db } = t;
+    const a = await t.editor('alice', entry, ['websocket']);
+    for (let i = 0; i < 600; i++) a.text.insert(a.text.length, String(i % 10));
+    const acks = await a.settled();
+    assert.ok(acks.every((ack) => ack.ok));
+    const expected = a.text.toString();
+    const counts = async () => {
+      const logRows = Number((await db.query('SELECT count(*) FROM entry_updates WHERE entry_id = $1', [entry])).rows[0].count);
+      const snaps = (await db.query('SELECT upto_seq, version FROM entry_snapshots WHERE entry_id = $1', [entry])).rows;
+      return { logRows, snaps };
+    };
+    let last;
+    await eventually(async () => {
+      const c = await counts();
+      last = c;
+      return c.snaps.length === 1 && c.logRows < 256;
+    }, 5000, 'a bounded log behind one snapshot').catch((e) => {
+      throw new Error(`${e.message}: ${JSON.stringify(last)}`);
+    });
+    const { logRows, snaps } = await counts();
+    assert.ok(logRows < 256, `log not bounded: ${logRows} rows`);
+    assert.equal(snaps.length, 1, 'older snapshots are deleted');
+    a.close();
+    await server.stop();
+    const again = await startServer({ db: server.db });
+    try {
+      const b = new MainYjsEditor(await again.connect(tokenFor(users.bob)), entry);
+      const ack = await b.join();
+      assert.equal(ack.content, expected);
+      assert.equal(ack.version, 600);
+    } finally {
+      await again.stop();
+    }
   } finally {
     await t.close();
   }

@@ -177,7 +177,8 @@ test('counts and flags stay in step across tabs; notification:updated skips the 
     const updated1 = record(tab1, 'notification:updated');
     const updated2 = record(tab2, 'notification:updated');
     const bobEvents = [];
-    bobTab.onAny((event) => bobEvents.push(event));
+    // Only inbox traffic matters here (presence sends its own `online`).
+    bobTab.onAny((event) => event.startsWith('notification:') && bobEvents.push(event));
 
     const threeCounted = [tab1, tab2].map((s) => waitFor(s, 'notification:count_response', (c) => c.count === 3));
     const { rows } = await db.query(
@@ -529,7 +530,7 @@ test('POST /api/notifications: 401 without a valid token, 403 without the servic
 async function listenerPids(db) {
   const { rows } = await db.query(
     `SELECT pid FROM pg_stat_activity
-      WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`,
+      WHERE datname = current_database() AND query LIKE 'LISTEN%diary_notifications%' AND pid <> pg_backend_pid()`,
   );
   return rows.map((r) => r.pid);
 }

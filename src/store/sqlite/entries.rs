@@ -1,10 +1,10 @@
 use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
 use super::SqliteStore;
 use crate::ids::EntryId;
+use crate::store::entries::DocRow;
 use crate::store::{EntryStore, EntryText, LoggedUpdate, Snapshot, StoreResult, StoredDoc};
 
 /// SQLite allows at most 32766 bound parameters per statement.
@@ -15,7 +15,7 @@ impl EntryStore for SqliteStore {
     async fn load_doc(&self, entry: EntryId) -> StoreResult<StoredDoc> {
         let id = entry.to_string();
         let mut tx = self.pool.begin().await?;
-        let snapshot: Option<(i64, i64, Vec<u8>)> = sqlx::query_as(
+        let snapshot: Option<DocRow> = sqlx::query_as(
             "SELECT upto_seq, version, state FROM entry_snapshots
               WHERE entry_id = ?1 ORDER BY upto_seq DESC LIMIT 1",
         )
@@ -23,7 +23,7 @@ impl EntryStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let after = snapshot.as_ref().map_or(0, |s| s.0);
-        let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(
+        let rows: Vec<DocRow> = sqlx::query_as(
             "SELECT seq, version, payload FROM entry_updates
               WHERE entry_id = ?1 AND seq > ?2 ORDER BY seq",
         )
@@ -32,22 +32,7 @@ impl EntryStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(StoredDoc {
-            snapshot: snapshot.map(|(upto_seq, version, state)| Snapshot {
-                upto_seq,
-                version,
-                state: Bytes::from(state),
-            }),
-            updates: rows
-                .into_iter()
-                .map(|(seq, version, payload)| LoggedUpdate {
-                    entry,
-                    seq,
-                    version,
-                    payload: Bytes::from(payload),
-                })
-                .collect(),
-        })
+        Ok(StoredDoc::from_rows(entry, snapshot, rows))
     }
 
     async fn append_updates(&self, updates: &[LoggedUpdate]) -> StoreResult<()> {

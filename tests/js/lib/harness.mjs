@@ -16,7 +16,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '../../..');
 export const serverBin = process.env.DIARY_BIN ?? path.join(repoRoot, 'target/debug/diary-realtime');
 export const PG_ADMIN_URL = process.env.PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-export const SECRET = 'js-test-secret-0123456789abcdef';
+export const SECRET = 'js-test-secret-0123456789abcdef-0123456789';
 
 /** A fresh, empty PostgreSQL database; `drop()` removes it. */
 export async function createDatabase() {

@@ -18,10 +18,15 @@ export class MainYjsEditor {
     socket.on('entry_update', ({ entryId: id, update }) => {
       if (id === entryId) Y.applyUpdate(this.doc, new Uint8Array(update), 'server');
     });
-    socket.on('entry_sync_step1', ({ entryId: id, stateVector }, ack) => {
-      if (id === entryId && typeof ack === 'function') {
-        ack(Y.encodeStateAsUpdate(this.doc, new Uint8Array(stateVector)));
-      }
+    // The server's own step 1 follows its answer to ours: once it is answered, both
+    // sides hold everything (`join()` waits for it).
+    this.serverSynced = new Promise((resolve) => {
+      socket.on('entry_sync_step1', ({ entryId: id, stateVector }, ack) => {
+        if (id === entryId && typeof ack === 'function') {
+          ack(Y.encodeStateAsUpdate(this.doc, new Uint8Array(stateVector)));
+          resolve();
+        }
+      });
     });
     this.doc.on('update', (update, origin) => {
       if (origin === 'server') return;
@@ -29,6 +34,9 @@ export class MainYjsEditor {
         if (!ack.ok) this.errors.push(ack.error);
         return ack;
       });
+      // Closing the socket fails acks still in flight; `settled()` reports them, but
+      // an unawaited one must not become an unhandled rejection.
+      sent.catch(() => {});
       this.acks.push(sent);
     });
   }
@@ -38,6 +46,7 @@ export class MainYjsEditor {
     const ack = await request(this.socket, 'join_entry_room', { entryId: this.entryId });
     if (!ack.ok) return ack;
     await this.sync();
+    await withTimeout(this.serverSynced, 5000, "the server's sync step 1");
     return ack;
   }
 
@@ -91,6 +100,9 @@ export async function ySocketIoEditor(server, token, entryId) {
     socket: provider.socket,
     errors,
     close() {
+      // Disconnect first: destroy() on a connected provider publishes to a
+      // BroadcastChannel (even with disableBc), whose MessagePort keeps node alive.
+      provider.socket.disconnect();
       provider.destroy();
     },
   };
