@@ -42,3 +42,15 @@ pub async fn stylesheet() -> impl IntoResponse {
         APP_CSS,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_loads_the_embedded_assets() {
+        assert!(INDEX_HTML.contains(r#"src="/demo/app.js""#));
+        assert!(INDEX_HTML.contains(r#"href="/demo/app.css""#));
+        assert!(APP_JS.len() > 1000 && APP_CSS.len() > 100);
+    }
+}
