@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-postgres.sh
+scripts/ensure-redis.sh
 scripts/ensure-chromium.sh
 
 echo "== cargo fmt / clippy"

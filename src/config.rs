@@ -64,6 +64,18 @@ pub struct ConfigArgs {
     /// SQLite file `./data/diary-realtime.db`.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// `redis://...`: run as one node of a cluster sharing this Redis (PostgreSQL only).
+    /// Unset: a single node, no Redis needed.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis channel and key, so several clusters can share one Redis.
+    #[arg(
+        long,
+        env = "REDIS_PREFIX",
+        default_value = "diary-realtime",
+        global = true
+    )]
+    pub redis_prefix: String,
     /// HS256 secret. Unset: a random one is generated (local use only).
     #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -134,6 +146,9 @@ pub struct Settings {
     pub host: IpAddr,
     pub port: u16,
     pub database: DatabaseTarget,
+    /// Set: this process is one node of a cluster (see [`crate::cluster`]).
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
     /// `None` means "generate one": see [`crate::auth::JwtKeys::from_settings`].
     pub jwt_secret: Option<String>,
     pub socket_path: String,
@@ -176,6 +191,24 @@ impl ConfigArgs {
                 })
             }
         };
+        let redis_url = match self.redis_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => {
+                if let Err(e) = redis::Client::open(url) {
+                    return Err(ConfigError {
+                        var: "REDIS_URL",
+                        reason: e.to_string(),
+                    });
+                }
+                if !matches!(database, DatabaseTarget::Postgres(_)) {
+                    return Err(ConfigError {
+                        var: "REDIS_URL",
+                        reason: "a cluster shares one PostgreSQL database: set DATABASE_URL to postgres://...".into(),
+                    });
+                }
+                Some(url.to_string())
+            }
+        };
         // `JWT_SECRET=` (the seed's own `.env` template) means "not set", not "the
         // empty secret". A short secret is accepted (it is the diary app's, whatever its
         // length) and warned about at start-up by `JwtKeys::from_settings`.
@@ -198,6 +231,8 @@ impl ConfigArgs {
             host: self.host,
             port: self.port,
             database,
+            redis_url,
+            redis_prefix: self.redis_prefix,
             jwt_secret,
             socket_path: self.socket_path,
             cors_origins,

@@ -4,6 +4,7 @@
 //! listener (port 0 picks a free one), so `main` and the tests start the same server.
 
 pub mod auth;
+pub mod cluster;
 pub mod collab;
 pub mod config;
 pub mod connections;
@@ -60,8 +61,11 @@ impl Application {
             ),
             None => None,
         };
+        let driver = cluster::NodeDriver::connect(settings.redis_url.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?;
         let state = AppState::new(settings, store, keys);
-        let socket_layer = realtime::build(&state);
+        let socket_layer = realtime::build(&state, driver).await?;
         let router = http::router(state.clone())
             .layer(socket_layer)
             .layer(http::cors(&state.settings.cors_origins));

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use socketioxide::SocketIo;
+use crate::cluster::SocketIo;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;

@@ -16,10 +16,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::SocketRef;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
-use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};

@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use socketioxide::extract::SocketRef;
-use socketioxide::SocketIo;
+
+use crate::cluster::{SocketIo, SocketRef};
 
 use crate::ids::UserId;
 use crate::realtime::connect::user_room;

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::cluster::SocketRef;
 use serde_json::{json, Value};
-use socketioxide::extract::SocketRef;
 
 use super::fanout::Fanout;
 use super::model::{

@@ -44,8 +44,8 @@ mod worker;
 
 use std::sync::{Arc, Mutex};
 
+use crate::cluster::SocketRef;
 use chrono::{DateTime, Utc};
-use socketioxide::extract::SocketRef;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 

@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::cluster::SocketRef;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use socketioxide::extract::SocketRef;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 

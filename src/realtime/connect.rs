@@ -9,11 +9,12 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::{State, TryData};
 use socketioxide::handler::{ConnectHandler, FromConnectParts};
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide_core::Value;
+
+use crate::cluster::{Adapter, SocketRef};
 
 use super::ordered::run_queue;
 use super::session::SocketSession;
@@ -58,8 +59,8 @@ pub struct SocketSetup {
 /// Marker type for socketioxide's handler registry.
 pub struct SetupMarker;
 
-impl ConnectHandler<LocalAdapter, SetupMarker> for SocketSetup {
-    fn call(&self, s: Arc<Socket<LocalAdapter>>, auth: Option<Value>) {
+impl ConnectHandler<Adapter, SetupMarker> for SocketSetup {
+    fn call(&self, s: Arc<Socket<Adapter>>, auth: Option<Value>) {
         let Ok(socket) = SocketRef::from_connect_parts(&s, &auth);
         let Some(session) = socket.extensions.get::<Arc<SocketSession>>() else {
             let _ = socket.disconnect();

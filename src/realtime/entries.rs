@@ -1,9 +1,9 @@
 //! Entry events on the main namespaces (PROTOCOL.md sections 5.1 and 5.3): parse,
 //! check membership or access, hand off to the entry's actor.
 
+use crate::cluster::SocketRef;
 use bytes::Bytes;
 use serde::Deserialize;
-use socketioxide::extract::SocketRef;
 
 use super::ordered::{on, EventCtx, EventKind, EventPayload};
 use super::reply::{ErrorDelivery, Outcome, Reply};

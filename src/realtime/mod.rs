@@ -11,11 +11,11 @@ pub mod session;
 mod system;
 pub mod yjs;
 
-use socketioxide::extract::SocketRef;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
-use socketioxide::SocketIo;
+
+use crate::cluster::{Adapter, NodeDriver, SocketRef};
 
 use crate::state::AppState;
 use connect::{authenticate, SocketSetup};
@@ -32,10 +32,11 @@ pub const NOTIFICATIONS_NAMESPACE: &str = "/notifications";
 /// costs nothing until used.
 const SOCKET_BUFFER_PACKETS: usize = 16 * 1024;
 
-/// Builds the Socket.IO layer and registers every namespace.
-pub fn build(app: &AppState) -> SocketIoLayer {
+/// Builds the Socket.IO layer and registers every namespace. On a cluster node this
+/// subscribes each namespace to its Redis channels, so it fails when Redis does.
+pub async fn build(app: &AppState, driver: NodeDriver) -> anyhow::Result<SocketIoLayer<Adapter>> {
     let settings = &app.settings;
-    let (layer, io) = SocketIo::builder()
+    let (layer, io) = socketioxide::SocketIo::builder()
         .req_path(settings.socket_path.clone())
         // Polling bodies and websocket messages alike: one limit on both transports.
         .max_payload(settings.max_payload_bytes as u64)
@@ -43,6 +44,7 @@ pub fn build(app: &AppState) -> SocketIoLayer {
         .ws_max_frame_size(settings.max_payload_bytes)
         .max_buffer_size(SOCKET_BUFFER_PACKETS)
         .with_state(app.clone())
+        .with_adapter::<Adapter>(driver.into_adapter_state(&settings.redis_prefix))
         .build_layer();
 
     for ns in MAIN_NAMESPACES {
@@ -52,7 +54,9 @@ pub fn build(app: &AppState) -> SocketIoLayer {
                 register: register_main,
             }
             .with(authenticate),
-        );
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start namespace {ns}: {e}"))?;
     }
     io.ns(
         NOTIFICATIONS_NAMESPACE,
@@ -60,7 +64,9 @@ pub fn build(app: &AppState) -> SocketIoLayer {
             register: register_notifications,
         }
         .with(authenticate),
-    );
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start namespace {NOTIFICATIONS_NAMESPACE}: {e}"))?;
     if let Err(e) = io.dyn_ns(
         yjs::NAMESPACE_PATTERN,
         SocketSetup {
@@ -73,7 +79,7 @@ pub fn build(app: &AppState) -> SocketIoLayer {
         tracing::error!(error = %e, "y-socket.io namespaces unavailable");
     }
     app.set_io(io);
-    layer
+    Ok(layer)
 }
 
 fn register_main(s: &SocketRef) {

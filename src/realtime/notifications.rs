@@ -3,10 +3,10 @@
 //! to [`crate::notifications::NotificationService`]. Named responses are emitted to the
 //! asking socket whether or not it asked for an ack; the ack carries the same result.
 
+use crate::cluster::SocketRef;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::json;
-use socketioxide::extract::SocketRef;
 
 use super::ordered::{on, EventCtx, EventKind, EventPayload};
 use super::reply::{ErrorDelivery, Outcome, Reply};

@@ -17,11 +17,12 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
-use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, TryData};
 use socketioxide::handler::{FromMessageParts, MessageHandler};
 use socketioxide::socket::Socket;
 use socketioxide_core::Value;
+
+use crate::cluster::{Adapter, SocketRef};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -102,13 +103,13 @@ struct Ordered<F, T> {
     payload: PhantomData<fn() -> T>,
 }
 
-impl<F, T, Fut> MessageHandler<LocalAdapter, OrderedMarker> for Ordered<F, T>
+impl<F, T, Fut> MessageHandler<Adapter, OrderedMarker> for Ordered<F, T>
 where
     T: EventPayload,
     F: Fn(EventCtx, T) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    fn call(&self, s: Arc<Socket<LocalAdapter>>, mut v: Value, ack_id: Option<i64>) {
+    fn call(&self, s: Arc<Socket<Adapter>>, mut v: Value, ack_id: Option<i64>) {
         let size = payload_size(&v);
         let Ok(socket) = SocketRef::from_message_parts(&s, &mut v, &ack_id);
         let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);

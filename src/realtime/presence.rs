@@ -1,9 +1,9 @@
 //! `presence_update` from clients (PROTOCOL.md section 7): a user chooses a status,
 //! which their online friends see. Main namespaces only.
 
+use crate::cluster::SocketRef;
 use serde::Deserialize;
 use serde_json::json;
-use socketioxide::extract::SocketRef;
 
 use super::ordered::{on, EventCtx, EventKind, EventPayload};
 use super::reply::{ErrorDelivery, Outcome, Reply};

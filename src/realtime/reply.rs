@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::extract::AckSender;
+
+use crate::cluster::{Adapter, SocketRef};
 use tokio::sync::oneshot;
 
 use super::session::SocketSession;
@@ -55,7 +57,7 @@ pub enum ErrorDelivery {
 /// Answers one client event.
 pub struct Replier {
     pub(super) socket: SocketRef,
-    pub(super) ack: Option<AckSender>,
+    pub(super) ack: Option<AckSender<Adapter>>,
     pub(super) event: &'static str,
     pub(super) delivery: ErrorDelivery,
 }

@@ -1,7 +1,7 @@
 //! Events every namespace understands.
 
+use crate::cluster::SocketRef;
 use serde::de::IgnoredAny;
-use socketioxide::extract::SocketRef;
 
 use super::ordered::{on, EventKind};
 use super::reply::{ErrorDelivery, Reply};

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use socketioxide::extract::{SocketRef, State};
+use socketioxide::extract::State;
+
+use crate::cluster::SocketRef;
 
 use super::entries::{authorize, member_for};
 use super::ordered::{on, EventCtx, EventKind, EventPayload};

@@ -166,6 +166,43 @@ export async function startServer({ env = {}, database = 'postgres', db, sqliteP
   return server;
 }
 
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/**
+ * Starts `size` server processes sharing one fresh PostgreSQL database and Redis, as one
+ * cluster (a Redis prefix of its own, so clusters of parallel tests never meet). The
+ * first node migrates alone; the rest start together. Returns {nodes, db, prefix,
+ * startNode(), cleanup()}; `startNode()` adds a node (e.g. to replace a killed one).
+ */
+export async function startCluster({ size = 3, env = {} } = {}) {
+  const db = await createDatabase();
+  const prefix = `diary-test-${randomUUID().slice(0, 8)}`;
+  const clusterEnv = { REDIS_URL, REDIS_PREFIX: prefix, ...env };
+  const nodes = [];
+  const cluster = {
+    db,
+    prefix,
+    nodes,
+    async startNode(extraEnv = {}) {
+      const node = await startServer({ db, env: { ...clusterEnv, ...extraEnv } });
+      nodes.push(node);
+      return node;
+    },
+    async cleanup() {
+      await Promise.all(nodes.map((n) => n.stop().catch(() => n.kill())));
+      await db.drop();
+    },
+  };
+  try {
+    await cluster.startNode();
+    await Promise.all(Array.from({ length: size - 1 }, () => cluster.startNode()));
+  } catch (e) {
+    await cluster.cleanup();
+    throw e;
+  }
+  return cluster;
+}
+
 /** An HS256 JWT with the given claims (defaults: `sub`, one hour). */
 export function signToken(claims, secret = SECRET) {
   const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');

@@ -1,0 +1,5 @@
+//! Running as one node of a cluster: the Socket.IO adapter shared by every node.
+
+mod adapter;
+
+pub use adapter::{resp3_client, Adapter, NodeDriver, SocketIo, SocketRef};
