@@ -39,6 +39,8 @@ use crate::store::{EntryRole, LoggedUpdate, Snapshot, Store, StoredDoc};
 const TYPING_LAPSE: Duration = Duration::from_secs(5);
 /// Log rows after which the log is folded into a snapshot.
 const COMPACT_AFTER_ROWS: usize = 256;
+/// Longest the actor holds its relays while a join ack is being queued.
+const JOIN_ACK_WAIT: Duration = Duration::from_secs(1);
 /// How often changed text is written to `entry_documents` while edits flow.
 const TEXT_SAVE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -88,6 +90,13 @@ pub struct Viewer {
     pub role: EntryRole,
 }
 
+/// The answer to a join: what to tell the socket, and where to report that the ack is
+/// queued for sending.
+pub struct Joined {
+    pub info: JoinInfo,
+    pub acked: oneshot::Sender<()>,
+}
+
 /// What a joining socket is told.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -123,7 +132,7 @@ pub enum Edit {
 pub enum DocCommand {
     Join {
         member: Member,
-        reply: oneshot::Sender<JoinInfo>,
+        reply: oneshot::Sender<Joined>,
     },
     Leave {
         member: MemberId,
@@ -312,13 +321,21 @@ impl DocActor {
                 }
                 let role = member.role;
                 self.members.insert(member.id.clone(), member);
-                let _ = reply.send(JoinInfo {
+                let (acked, delivered) = oneshot::channel();
+                let info = JoinInfo {
                     entry_id: self.entry,
                     role,
                     version: self.doc.version(),
                     content: self.doc.text(),
                     viewers: self.viewers(),
-                });
+                };
+                if reply.send(Joined { info, acked }).is_ok() {
+                    // The join ack carries the content at `version`; a relay queued
+                    // before it would reach the client first and be overwritten by it.
+                    // So nothing more is sent until the ack is in the socket's queue
+                    // (a few task hops; bounded, in case the socket is going away).
+                    let _ = tokio::time::timeout(JOIN_ACK_WAIT, delivered).await;
+                }
                 self.announce_viewers();
             }
             DocCommand::Leave { member } => self.leave(&member),

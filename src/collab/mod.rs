@@ -20,7 +20,7 @@ use crate::error::AppError;
 use crate::ids::EntryId;
 use crate::realtime::reply::{Outcome, Reply};
 use crate::store::Store;
-use actor::{ContentView, DocCommand, Edit, JoinInfo, Member, MemberId};
+use actor::{ContentView, DocCommand, Edit, Joined, Member, MemberId};
 use cursors::{Position, Selection};
 use persist::Persister;
 use registry::Registry;
@@ -54,7 +54,7 @@ impl Collab {
         &self,
         entry: EntryId,
         member: Member,
-    ) -> impl std::future::Future<Output = Result<JoinInfo, AppError>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<Joined, AppError>> + Send + 'static {
         self.ask(entry, |reply| DocCommand::Join { member, reply })
     }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::ordered::{on, EventCtx, EventKind, EventPayload};
 use super::reply::{ErrorDelivery, Outcome, Reply};
-use crate::collab::actor::{ContentView, Edit, Member, MemberId, Mode};
+use crate::collab::actor::{ContentView, Edit, Joined, Member, MemberId, Mode};
 use crate::collab::cursors::{Position, Selection};
 use crate::collab::delta::QuillDelta;
 use crate::error::AppError;
@@ -150,11 +150,25 @@ async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
     let user = ctx.session.user_id();
     let role = authorize(app, req.entry_id, user).await?;
     let member = member_for(app, &ctx.socket, user, role, Mode::Delta).await?;
-    let info = app.collab.join(req.entry_id, member).await?;
-    ctx.session.mark_joined(req.entry_id);
+    // Recorded first: once the actor answers, it waits for our ack (see `Joined`).
     record_session(app, req.entry_id, user, &ctx.socket).await;
+    let joined = match app.collab.join(req.entry_id, member).await {
+        Ok(joined) => joined,
+        Err(e) => {
+            forget_session(app, req.entry_id, &ctx.socket).await;
+            return Err(e);
+        }
+    };
+    ctx.session.mark_joined(req.entry_id);
     tracing::info!(%user, entry = %req.entry_id, ?role, "joined entry room");
-    Reply::json(info)
+    let Joined { info, acked } = joined;
+    let ack = Reply::json(info)?;
+    Ok(Reply::Then(
+        Box::new(ack),
+        Box::new(move || {
+            let _ = acked.send(());
+        }),
+    ))
 }
 
 async fn leave(ctx: EventCtx, req: EntryRequest) -> Outcome {
@@ -163,13 +177,7 @@ async fn leave(ctx: EventCtx, req: EntryRequest) -> Outcome {
     }
     let app = &ctx.session.app;
     app.collab.leave(req.entry_id, MemberId::of(&ctx.socket));
-    if let Err(e) = app
-        .store
-        .session_left(&ctx.socket.id.to_string(), req.entry_id)
-        .await
-    {
-        tracing::warn!(error = %e, "could not remove active_sessions row");
-    }
+    forget_session(app, req.entry_id, &ctx.socket).await;
     tracing::info!(user = %ctx.session.user_id(), entry = %req.entry_id, "left entry room");
     Reply::ok()
 }
@@ -183,6 +191,12 @@ pub async fn record_session(app: &AppState, entry: EntryId, user: UserId, socket
         .await
     {
         tracing::warn!(error = %e, "could not record active_sessions row");
+    }
+}
+
+async fn forget_session(app: &AppState, entry: EntryId, socket: &SocketRef) {
+    if let Err(e) = app.store.session_left(&socket.id.to_string(), entry).await {
+        tracing::warn!(error = %e, "could not remove active_sessions row");
     }
 }
 

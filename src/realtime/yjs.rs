@@ -96,7 +96,11 @@ pub fn register(s: &SocketRef) {
         let (socket, app, entry) = (s.clone(), session.app.clone(), yjs.entry);
         tokio::spawn(async move {
             match joined.await {
-                Ok(_) => super::entries::record_session(&app, entry, user, &socket).await,
+                Ok(joined) => {
+                    // y-socket.io gets no join ack: the actor may relay at once.
+                    let _ = joined.acked.send(());
+                    super::entries::record_session(&app, entry, user, &socket).await
+                }
                 Err(e) => {
                     tracing::warn!(code = %e.code, "y-socket.io join failed");
                     let _ = socket.disconnect();

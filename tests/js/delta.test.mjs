@@ -126,7 +126,7 @@ class DeltaClient {
     this.version = null; // the server version `text` (minus pending edits) reflects
     this.pending = []; // own edits sent, not yet known to be applied: [{ops}]
     this.received = []; // every relayed entry_edit, in arrival order
-    this.early = []; // relays that overtook the join ack
+    this.early = []; // relays that overtook the join ack: the server must never do that
     this.waiters = [];
     socket.on('entry_edit', (e) => {
       if (e.entryId !== entryId) return;
@@ -141,7 +141,7 @@ class DeltaClient {
     assert.equal(ack.ok, true, `${this.name} join: ${JSON.stringify(ack)}`);
     this.text = ack.content;
     this.version = ack.version;
-    for (const e of this.early.splice(0)) if (e.version > this.version) this.integrate(e);
+    assert.deepEqual(this.early, [], `${this.name}: a relay arrived before the join ack`);
     return ack;
   }
 
@@ -555,6 +555,35 @@ test('1000 edits sent back to back apply in order; a base 1000 versions back is 
     // insert at one spot applied later lands right of the earlier ones, at the end.
     assert.equal(b.text, 'Z' + expected + '!');
     assert.deepEqual(b.received.at(-1).delta, { ops: [{ insert: 'Z' }, { retain: N + 1 }, { insert: '!' }] });
+  } finally {
+    await f.close();
+  }
+});
+
+test('joining while edits stream in: no relay overtakes the join ack, and the joiner ends in step', async () => {
+  const f = await fixture(['Alice', 'Bob'], { roles: { Bob: 'editor' }, env: { RATE_LIMIT_PER_SECOND: '100000' } });
+  try {
+    const a = await f.joined('Alice');
+    const N = 600;
+    let expected = '';
+    const acks = [];
+    // Bob joins (several times, on fresh sockets) while Alice's edits are in flight,
+    // so the actor applies and relays edits around each join.
+    const joiners = [];
+    for (let i = 0; i < N; i++) {
+      const ops = expected.length ? [{ retain: expected.length }, { insert: 'x' }] : [{ insert: 'x' }];
+      acks.push(request(a.socket, 'entry_edit', { entryId: f.entryId, delta: { ops } }, 60000));
+      expected += 'x';
+      if (i % 60 === 30) joiners.push(f.connect('Bob').then((s) => new DeltaClient(s, f.entryId, `bob${i}`)).then(async (c) => (await c.join(), c)));
+    }
+    (await Promise.all(acks)).forEach((ack, i) => assert.deepEqual(ack, { ok: true, version: i + 1 }, `edit ${i}`));
+    // `join()` asserts that no entry_edit arrived before its ack.
+    const bobs = await Promise.all(joiners);
+    assert.equal(bobs.length, 10);
+    for (const b of bobs) {
+      await b.until(N);
+      assert.equal(b.text, expected, `${b.name} converged`);
+    }
   } finally {
     await f.close();
   }
