@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::client::Conn;
 use crate::harness::{self, join_room, Plan};
 use crate::idle::errors_suffix;
-use crate::metrics::{self, Accounting, Arrivals, SharedHistogram};
+use crate::metrics::{self, Accounting, Arrivals, ServerProc, SharedHistogram};
 use crate::proto;
 use crate::target::{seed_rooms, Rooms, Target, TargetOptions};
 
@@ -41,6 +41,8 @@ pub struct CursorOutcome {
     pub server_cpu: Option<Duration>,
     pub errors: Vec<String>,
     pub send_window: Duration,
+    /// Share of one core the load generator used while sending and draining.
+    pub loadgen_busy: Option<f64>,
 }
 
 impl CursorOutcome {
@@ -93,13 +95,16 @@ pub async fn run(opts: &TargetOptions, n: usize, secs: f64) -> anyhow::Result<St
     let offered = o.sent * (load.room_size as u64 - 1);
     let delivered = o.accounting.received;
     Ok(format!(
-        "cursors n={n} rooms_of=10 rate=8/s secs={secs} ready={} failed={} sent={} offered_deliveries={offered} delivered={delivered} delivered/s={:.0} latency {} cpu_us/delivery={} {}{}",
+        "cursors n={n} rooms_of=10 rate=8/s secs={secs} ready={} failed={} sent={} offered_deliveries={offered} delivered={delivered} delivered/s={:.0} latency {} cpu_us/delivery={} loadgen_cpu={} {}{}",
         o.ready,
         o.failed,
         o.sent,
         delivered as f64 / o.send_window.as_secs_f64(),
         metrics::percentiles(&o.latency, &[0.5, 0.99, 0.999]),
         o.cpu_us_per(delivered),
+        o.loadgen_busy
+            .map(|b| format!("{:.0}%", b * 100.0))
+            .unwrap_or_default(),
         o.accounting.summary(),
         errors_suffix(&o.errors)
     ))
@@ -137,8 +142,15 @@ pub async fn drive(target: &Target, load: CursorLoad) -> anyhow::Result<CursorOu
     let plan = started.go(Duration::from_millis(500), send, Duration::from_secs(3));
     tokio::time::sleep_until(plan.start).await;
     let cpu_before = target.proc.and_then(|p| p.cpu());
+    let me = ServerProc {
+        pid: std::process::id(),
+    };
+    let own_before = me.cpu();
     tokio::time::sleep_until(plan.end).await;
     let cpu_after = target.proc.and_then(|p| p.cpu());
+    let own = own_before
+        .zip(me.cpu())
+        .map(|(b, a)| a.saturating_sub(b).as_secs_f64() / (plan.end - plan.start).as_secs_f64());
     let (reports, errors) = started.reports().await;
     // Who sent what, then what each receiver should have had.
     let mut expected: HashMap<usize, Vec<u64>> = HashMap::new();
@@ -175,6 +187,7 @@ pub async fn drive(target: &Target, load: CursorLoad) -> anyhow::Result<CursorOu
         server_cpu: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
         errors,
         send_window: send,
+        loadgen_busy: own,
     })
 }
 
