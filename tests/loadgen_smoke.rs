@@ -41,19 +41,30 @@ fn assert_clean(line: &str, scenario: &str) {
 
 #[test]
 fn cursors_edits_and_ratelimit_account_for_every_message() {
-    let out = loadgen(&["cursors", "20", "--secs", "2"]);
-    assert_clean(&out, "cursors n=20");
-    assert!(out.contains("ready=20 failed=0"), "{out}");
-    // Every move reached the 9 others in its room: 2 s at 8/s from 20 clients.
-    assert!(out.contains("delivered=2880 "), "{out}");
+    // Each run starts its own server and database, so they can run side by side.
+    let (cursors, edits, ratelimit) = std::thread::scope(|s| {
+        let cursors = s.spawn(|| loadgen(&["cursors", "20", "--secs", "2"]));
+        let edits = s.spawn(|| loadgen(&["edits", "20", "--secs", "2"]));
+        let ratelimit = s.spawn(|| loadgen(&["ratelimit", "10", "--secs", "2"]));
+        (
+            cursors.join().expect("cursors run"),
+            edits.join().expect("edits run"),
+            ratelimit.join().expect("ratelimit run"),
+        )
+    });
 
-    let out = loadgen(&["edits", "20", "--secs", "2"]);
-    assert_clean(&out, "edits n=20");
+    assert_clean(&cursors, "cursors n=20");
+    assert!(cursors.contains("ready=20 failed=0"), "{cursors}");
+    // Every move reached the 9 others in its room: 2 s at 8/s from 20 clients.
+    assert!(cursors.contains("delivered=2880 "), "{cursors}");
+
+    assert_clean(&edits, "edits n=20");
     assert!(
-        out.contains("sent=200 acked_ok=200 refused=0 unacked=0"),
-        "{out}"
+        edits.contains("sent=200 acked_ok=200 refused=0 unacked=0"),
+        "{edits}"
     );
 
-    let out = loadgen(&["ratelimit", "10", "--secs", "2"]);
-    assert_clean(&out, "ratelimit n=10");
+    assert_clean(&ratelimit, "ratelimit n=10");
+    // 20/s against a limit of 10/s: some moves were refused, none of them relayed.
+    assert!(!ratelimit.contains(" refused=0 deliveries"), "{ratelimit}");
 }
