@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::{Level, Metadata};
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{filter_fn, FilterExt, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
@@ -42,7 +42,12 @@ fn may_carry_secrets(meta: &Metadata<'_>) -> bool {
 pub fn init_tracing(settings: &Settings) {
     // `RUST_LOG` was validated with the settings.
     let filter = EnvFilter::try_new(&settings.rust_log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let redact = filter_fn(|meta| !may_carry_secrets(meta));
+    // One filter with a level hint: `log` records (tungstenite logs every frame at
+    // trace level) are then discarded by the `log` crate's max level, instead of each
+    // being turned into a tracing event only to be filtered out. A filter without a
+    // hint (as `filter_fn` is) would leave that level at TRACE.
+    let redact = filter_fn(|meta| !may_carry_secrets(meta)).with_max_level_hint(LevelFilter::TRACE);
+    let filter = filter.and(redact);
     let layer = match settings.log_format {
         LogFormat::Json => fmt::layer()
             .with_target(true)
@@ -52,7 +57,7 @@ pub fn init_tracing(settings: &Settings) {
         LogFormat::Pretty => fmt::layer().with_target(true).boxed(),
     };
     let _ = tracing_subscriber::registry()
-        .with(layer.with_filter(filter).with_filter(redact))
+        .with(layer.with_filter(filter))
         .try_init();
 }
 

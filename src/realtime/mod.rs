@@ -32,6 +32,11 @@ pub const NOTIFICATIONS_NAMESPACE: &str = "/notifications";
 /// costs nothing until used.
 const SOCKET_BUFFER_PACKETS: usize = 16 * 1024;
 
+/// Initial read buffer of each WebSocket (engineioxide's default is 4 KiB). Client
+/// events are small; the buffer grows for a large one. With ten thousand idle sockets
+/// the default alone is 40 MiB.
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// Builds the Socket.IO layer and registers every namespace. On a cluster node this
 /// subscribes each namespace to its Redis channels, so it fails when Redis does.
 pub async fn build(app: &AppState, driver: NodeDriver) -> anyhow::Result<SocketIoLayer<Adapter>> {
@@ -43,6 +48,7 @@ pub async fn build(app: &AppState, driver: NodeDriver) -> anyhow::Result<SocketI
         .ws_max_message_size(settings.max_payload_bytes)
         .ws_max_frame_size(settings.max_payload_bytes)
         .max_buffer_size(SOCKET_BUFFER_PACKETS)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .with_state(app.clone())
         .with_adapter::<Adapter>(driver.into_adapter_state(&settings.redis_prefix))
         .build_layer();
