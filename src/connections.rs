@@ -39,6 +39,8 @@ pub struct ConnectionPermit {
     user: UserId,
     /// True when this is the user's only socket in this process.
     pub first_for_user: bool,
+    /// True once the place in the cluster's counts is taken (cluster only).
+    shared_held: bool,
 }
 
 /// The user already holds the maximum number of sockets.
@@ -76,21 +78,18 @@ impl ConnectionRegistry {
             *count += 1;
             *count == 1
         };
-        let permit = ConnectionPermit {
+        // Held from here on, so that the local place is given back however this ends.
+        let mut permit = ConnectionPermit {
             registry: Some(self.clone()),
             user,
             first_for_user,
+            shared_held: false,
         };
         if let Some(shared) = &self.inner.shared {
             if !shared.try_acquire(user, self.inner.max_per_user).await {
-                // Dropping the permit gives back the local place; the shared one was
-                // not taken.
-                let mut permit = permit;
-                if let Some(registry) = permit.registry.take() {
-                    registry.release_local(user);
-                }
                 return Err(TooManyConnections);
             }
+            permit.shared_held = true;
         }
         Ok(permit)
     }
@@ -106,14 +105,10 @@ impl ConnectionRegistry {
     }
 
     /// Returns true when the user has no socket left (here).
-    fn release(&self, user: UserId) -> bool {
-        if let Some(shared) = &self.inner.shared {
+    fn release(&self, user: UserId, shared_held: bool) -> bool {
+        if let (Some(shared), true) = (&self.inner.shared, shared_held) {
             shared.release(user);
         }
-        self.release_local(user)
-    }
-
-    fn release_local(&self, user: UserId) -> bool {
         let mut counts = self.lock();
         match counts.get_mut(&user) {
             Some(count) if *count > 1 => {
@@ -142,14 +137,14 @@ impl ConnectionPermit {
     pub fn release(mut self) -> bool {
         self.registry
             .take()
-            .is_some_and(|registry| registry.release(self.user))
+            .is_some_and(|registry| registry.release(self.user, self.shared_held))
     }
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         if let Some(registry) = self.registry.take() {
-            registry.release(self.user);
+            registry.release(self.user, self.shared_held);
         }
     }
 }

@@ -43,6 +43,10 @@ pub trait Fanout: Send + Sync + 'static {
         sender: Option<&SocketRef>,
         reach: Reach,
     );
+
+    /// Whether `user` has a socket on this process that inbox events reach. Lets a
+    /// cluster process skip the work for rows whose user it does not serve.
+    fn serves(&self, user: UserId) -> bool;
 }
 
 /// The namespaces whose sockets hear inbox events.
@@ -96,5 +100,16 @@ impl Fanout for SocketIoFanout {
                 tracing::debug!(%user, ns, event, error = %e, "fan-out emit failed");
             }
         }
+    }
+
+    fn serves(&self, user: UserId) -> bool {
+        let Some(io) = self.io.get() else {
+            return false;
+        };
+        let room = user_room(user);
+        INBOX_NAMESPACES.iter().any(|ns| {
+            io.of(*ns)
+                .is_some_and(|ns| !ns.local().to(room.clone()).sockets().is_empty())
+        })
     }
 }

@@ -85,6 +85,10 @@ impl NotificationService {
         let mut users: Vec<UserId> = Vec::new();
         for row in rows {
             let notification = row.notification;
+            // No socket of the user here: nothing to push, no count to read.
+            if !self.fanout.serves(notification.user_id) {
+                continue;
+            }
             if !users.contains(&notification.user_id) {
                 users.push(notification.user_id);
             }
