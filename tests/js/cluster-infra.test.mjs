@@ -197,6 +197,30 @@ describe('a three-process cluster', () => {
     await closeSocket(bob);
   });
 
+  test('a friendship made and removed while the two are on different processes is told to each once', async () => {
+    const [a, b] = await seedUsers(db, 'alice', 'bob');
+    const alice = await connectUser(cluster.nodes[1], a);
+    const bob = await connectUser(cluster.nodes[2], b);
+    const bobTab2 = await connectUser(cluster.nodes[1], b);
+    await addFriends(db, a, b);
+    await seen(alice, 'friend_online', b);
+    await seen(bob, 'friend_online', a);
+    await seen(bobTab2, 'friend_online', a);
+    await seen(alice, 'presence_update', b, (p) => p.status === 'online');
+    await db.query('DELETE FROM friends WHERE user_id = $1 AND friend_id = $2', [a, b]);
+    await seen(alice, 'offline', b);
+    await seen(bob, 'offline', a);
+    await seen(bobTab2, 'offline', a);
+    await sleep(QUIET_MS);
+    for (const [socket, other] of [[alice, b], [bob, a], [bobTab2, a]]) {
+      assert.deepEqual(
+        about(socket, other).map((e) => e.event),
+        ['friend_online', 'presence_update', 'offline', 'presence_update'],
+      );
+    }
+    for (const s of [alice, bob, bobTab2]) s.close();
+  });
+
   test('the connection cap holds over all processes; a slot frees anywhere', async () => {
     const token = tokenFor(randomUUID());
     const s0 = await cluster.nodes[0].connect(token);
