@@ -248,4 +248,40 @@ mod tests {
         assert!(registry.try_acquire(user).await.unwrap().release());
         assert_eq!(registry.total(), 0);
     }
+
+    #[tokio::test]
+    async fn the_cap_counts_every_node_and_forgets_dead_ones() {
+        let links = crate::cluster::node::test_links(3).await;
+        let nodes: Vec<ConnectionRegistry> = links
+            .iter()
+            .map(|l| ConnectionRegistry::shared(2, l.clone()))
+            .collect();
+        let user = UserId::new_random();
+        let on_a = nodes[0].try_acquire(user).await.unwrap();
+        let on_c = nodes[2].try_acquire(user).await.unwrap();
+        assert!(nodes[1].try_acquire(user).await.is_err());
+        assert_eq!(
+            nodes[1].sockets_of(user),
+            0,
+            "a refusal keeps no local place"
+        );
+        // Node c dies: its socket stops counting once its liveness key is gone.
+        links[2].leave().await.unwrap();
+        let on_b = nodes[1].try_acquire(user).await.unwrap();
+        assert!(nodes[0].try_acquire(user).await.is_err());
+        drop(on_b);
+        // The release reaches Redis in the background.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let again = loop {
+            match nodes[1].try_acquire(user).await {
+                Ok(permit) => break permit,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                Err(_) => panic!("the released place never came back"),
+            }
+        };
+        drop((on_a, on_c, again));
+        crate::cluster::node::test_cleanup(&links[0]).await;
+    }
 }

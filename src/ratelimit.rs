@@ -181,3 +181,40 @@ impl EventBudget for RedisBudget {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::node::{test_cleanup, test_links};
+
+    async fn allowed(limiter: &UserRateLimiter, user: UserId, tries: usize) -> usize {
+        let mut allowed = 0;
+        for _ in 0..tries {
+            let verdict = match limiter.try_acquire(user) {
+                Verdict::Now(v) => v,
+                Verdict::Pending(v) => v.await,
+            };
+            if let Err(wait) = verdict {
+                assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+            } else {
+                allowed += 1;
+            }
+        }
+        allowed
+    }
+
+    #[tokio::test]
+    async fn the_burst_is_the_rate_in_process_and_across_nodes() {
+        let user = UserId::new_random();
+        assert_eq!(allowed(&UserRateLimiter::new(10), user, 15).await, 10);
+
+        let links = test_links(2).await;
+        let a = UserRateLimiter::shared(10, links[0].clone());
+        let b = UserRateLimiter::shared(10, links[1].clone());
+        // Both nodes draw on one budget.
+        let through = allowed(&a, user, 6).await + allowed(&b, user, 9).await;
+        assert!((10..=11).contains(&through), "{through} allowed of 15");
+        assert_eq!(allowed(&b, UserId::new_random(), 1).await, 1);
+        test_cleanup(&links[0]).await;
+    }
+}

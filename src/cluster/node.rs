@@ -136,3 +136,30 @@ pub async fn run_heartbeat(link: NodeLink, shutdown: CancellationToken) {
         }
     }
 }
+
+/// Links of `n` nodes sharing a fresh prefix on the test Redis (`REDIS_URL`, default
+/// `redis://127.0.0.1:6379`), with a one-second liveness TTL.
+#[cfg(test)]
+pub(crate) async fn test_links(n: usize) -> Vec<NodeLink> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("diary-unit-{}", uuid::Uuid::new_v4().simple());
+    let mut links = Vec::new();
+    for _ in 0..n {
+        links.push(
+            NodeLink::connect(&url, &prefix, Duration::from_secs(2))
+                .await
+                .expect("the unit tests need Redis on REDIS_URL"),
+        );
+    }
+    links
+}
+
+/// Deletes every key under the links' prefix (tests only: `KEYS` walks the keyspace).
+#[cfg(test)]
+pub(crate) async fn test_cleanup(link: &NodeLink) {
+    let mut conn = link.conn();
+    let keys: Vec<String> = conn.keys(link.key("*")).await.unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<()> = conn.del(keys).await;
+    }
+}

@@ -333,3 +333,90 @@ impl PresenceLedger for RedisLedger {
         offline
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::node::{test_cleanup, test_links};
+
+    #[tokio::test]
+    async fn transitions_are_decided_once_across_nodes() {
+        let links = test_links(2).await;
+        let (a, b) = (
+            RedisLedger::new(links[0].clone()),
+            RedisLedger::new(links[1].clone()),
+        );
+        let user = UserId::new_random();
+        let now = Utc::now();
+        assert_eq!(a.arrive(user).await, Arrival::CameOnline);
+        assert_eq!(b.arrive(user).await, Arrival::AnotherSocket);
+        assert_eq!(a.depart(user, now).await, Departure::StillConnected);
+        assert_eq!(a.depart(user, now).await, Departure::Unknown);
+        let Departure::LastSocket(ticket) = b.depart(user, now).await else {
+            panic!("expected last socket");
+        };
+        // A reload onto the other node within grace: the ticket goes stale.
+        assert_eq!(a.arrive(user).await, Arrival::Resumed);
+        assert_eq!(b.expire(user, ticket).await, None);
+        assert_eq!(
+            b.set_status(user, PresenceStatus::Busy).await,
+            StatusChange::Changed
+        );
+        assert_eq!(
+            a.set_status(user, PresenceStatus::Busy).await,
+            StatusChange::Unchanged
+        );
+        assert_eq!(
+            b.statuses(&[user, UserId::new_random()]).await,
+            HashMap::from([(user, PresenceStatus::Busy)])
+        );
+        let left = Utc::now();
+        let Departure::LastSocket(ticket) = a.depart(user, left).await else {
+            panic!("expected last socket");
+        };
+        let gone = a.expire(user, ticket).await.expect("offline after grace");
+        assert_eq!(gone.timestamp_millis(), left.timestamp_millis());
+        assert_eq!(
+            a.set_status(user, PresenceStatus::Away).await,
+            StatusChange::NotOnline
+        );
+        test_cleanup(&links[0]).await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_nodes_users_go_offline_once_unless_connected_elsewhere() {
+        let links = test_links(3).await;
+        let ledgers: Vec<RedisLedger> = links.iter().cloned().map(RedisLedger::new).collect();
+        let [only_dead, also_alive, in_grace] = [(); 3].map(|_| UserId::new_random());
+        for user in [only_dead, also_alive, in_grace] {
+            ledgers[2].arrive(user).await;
+        }
+        ledgers[0].arrive(also_alive).await;
+        // A grace timer run by a live node is left to that node.
+        ledgers[1].arrive(in_grace).await;
+        ledgers[2].depart(in_grace, Utc::now()).await;
+        assert!(matches!(
+            ledgers[1].depart(in_grace, Utc::now()).await,
+            Departure::LastSocket(_)
+        ));
+
+        links[2].leave().await.unwrap();
+        let swept = ledgers[0].sweep_dead_nodes().await;
+        assert_eq!(
+            swept.iter().map(|(u, _)| *u).collect::<Vec<_>>(),
+            vec![only_dead]
+        );
+        assert!(ledgers[1].sweep_dead_nodes().await.is_empty(), "swept once");
+        let online = ledgers[0]
+            .statuses(&[only_dead, also_alive, in_grace])
+            .await;
+        assert!(!online.contains_key(&only_dead));
+        assert!(online.contains_key(&also_alive) && online.contains_key(&in_grace));
+        // The survivor's count was not touched: its departure is the last one.
+        assert!(matches!(
+            ledgers[0].depart(also_alive, Utc::now()).await,
+            Departure::LastSocket(_)
+        ));
+        test_cleanup(&links[0]).await;
+    }
+}
