@@ -220,7 +220,11 @@ impl SharedCounts {
         let key = self.key(user);
         let node = self.link.node().to_owned();
         let script = self.release.clone();
-        tokio::spawn(async move {
+        // No runtime (the process is ending): the count goes with this node's liveness.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
             let done: redis::RedisResult<i64> =
                 script.key(key).arg(node).invoke_async(&mut conn).await;
             if let Err(e) = done {
