@@ -134,6 +134,22 @@ describe('a three-process cluster', () => {
 
     for (const c of created) assert.deepEqual(c.map((n) => n.id), [id], 'created exactly once per tab');
     for (const c of counts) assert.deepEqual(c.map((x) => x.count), [1, 0], 'one count per change per tab');
+
+    // Created through REST on the third process: the same single delivery per tab.
+    const res = await fetch(`${cluster.nodes[2].url}/api/notifications`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${tokenFor(randomUUID(), { role: 'service' })}`,
+      },
+      body: JSON.stringify({ userId: a, type: 'comment', title: 'rest row', message: 'via REST' }),
+    });
+    assert.equal(res.status, 201);
+    const restId = (await res.json()).id;
+    await eventually(() => created.every((c) => c.length >= 2) && counts.every((c) => c.length >= 3), 5000, 'REST row on both tabs');
+    await sleep(QUIET_MS);
+    for (const c of created) assert.deepEqual(c.map((n) => n.id), [id, restId]);
+    for (const c of counts) assert.deepEqual(c.map((x) => x.count), [1, 0, 1]);
     assert.deepEqual(updated[0], [], 'the sender gets its ack, not an update');
     assert.equal(updated[1].length, 1);
     assert.equal(updated[1][0].id, id);
