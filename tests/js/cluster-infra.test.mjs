@@ -334,3 +334,50 @@ describe('a process killed with SIGKILL (STALE_TIMEOUT_SECS = 4)', () => {
     }
   });
 });
+
+describe('a process stopped gracefully (SIGTERM)', () => {
+  test('hands its users over at once: offline for friends within the liveness TTL of its exit', async (t) => {
+    const STALE_MS = 4000;
+    const cluster = await startCluster({
+      size: 2,
+      env: { PRESENCE_GRACE_MS: String(GRACE_MS), STALE_TIMEOUT_SECS: String(STALE_MS / 1000) },
+    });
+    const db = await dbClient(cluster.nodes[0]);
+    let keepAlive;
+    try {
+      const [a, b, c] = await seedUsers(db, 'alice', 'bob', 'carol');
+      await addFriends(db, a, b);
+      await addFriends(db, c, b);
+      const bob = await connectUser(cluster.nodes[0], b);
+      keepAlive = setInterval(() => bob.emit('pong'), 500);
+      // alice only on the stopping process; carol on both.
+      const alice = await connectUser(cluster.nodes[1], a);
+      const carolGoes = await connectUser(cluster.nodes[1], c);
+      const carolStays = await connectUser(cluster.nodes[0], c);
+      await seen(bob, 'friend_online', a);
+      await seen(bob, 'friend_online', c);
+
+      // The clients stay open: the server ends their sockets as it shuts down, after
+      // its presence worker has stopped, so only the hand-over can make alice offline.
+      const stopping = cluster.nodes[1];
+      stopping.sockets = stopping.sockets.filter((s) => s !== alice && s !== carolGoes);
+      await stopping.stop();
+      const exitedAt = Date.now();
+      const off = await seen(bob, 'offline', a, () => true, STALE_MS + 3000);
+      // The liveness key goes at exit; the survivors sweep twice per TTL (STALE / 2).
+      assert.ok(off.at - exitedAt <= STALE_MS / 2, `offline ${off.at - exitedAt} ms after the exit`);
+      t.diagnostic(`offline ${off.at - exitedAt} ms after the exit`);
+      alice.close();
+      carolGoes.close();
+      // Marker: carol, still connected to the survivor, changes status.
+      assert.equal((await request(carolStays, 'presence_update', { status: 'busy' })).ok, true);
+      await seen(bob, 'presence_update', c, (p) => p.status === 'busy');
+      assert.deepEqual(about(bob, c, 'offline'), [], 'a user with a socket on a survivor stays online');
+      assert.equal(about(bob, a, 'offline').length, 1);
+    } finally {
+      clearInterval(keepAlive);
+      await db.end();
+      await cluster.cleanup();
+    }
+  });
+});
