@@ -30,7 +30,9 @@
 //!   at once (`LISTEN diary_friends`); on SQLite (no notifications) at the next connect
 //!   of either user.
 //! - Graceful shutdown writes every user this process held online as offline; users in
-//!   their grace period then are offline too (no timer fires after shutdown).
+//!   their grace period then are offline too (no timer fires after shutdown). A cluster
+//!   process instead removes its liveness key as it stops, and the survivors take its
+//!   users over (offline now unless they have a socket on a live process).
 //!
 //! Cluster mode (`REDIS_URL`): the [`ledger::PresenceLedger`] is
 //! [`redis_ledger::RedisLedger`], shared by every process (socket counts per process,
