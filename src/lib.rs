@@ -51,7 +51,18 @@ impl Application {
         // Install the recorder before anything records.
         telemetry::metrics_handle();
         let store = store::open(&settings).await?;
-        presence::reset(store.as_ref()).await?;
+        let node = match settings.redis_url.as_deref() {
+            Some(url) => Some(
+                cluster::NodeLink::connect(url, &settings.redis_prefix, settings.stale_timeout)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?,
+            ),
+            // Only a single process may take every presence row as left over.
+            None => {
+                presence::reset(store.as_ref()).await?;
+                None
+            }
+        };
         let keys = JwtKeys::from_settings(&settings);
         let addr = SocketAddr::new(settings.host, settings.port);
         let notification_listener = match store.insert_announcements() {
@@ -65,7 +76,7 @@ impl Application {
         let driver = cluster::NodeDriver::connect(settings.redis_url.as_deref())
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?;
-        let state = AppState::new(settings, store, keys);
+        let state = AppState::new(settings, store, keys, node);
         let socket_layer = realtime::build(&state, driver).await?;
         let router = http::router(state.clone())
             .layer(socket_layer)
@@ -97,6 +108,10 @@ impl Application {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let heartbeat = tokio::spawn(realtime::run_heartbeat(state.clone()));
+        let node_heartbeat = state
+            .node
+            .clone()
+            .map(|link| tokio::spawn(cluster::node::run_heartbeat(link, state.shutdown.clone())));
         let notification_listener = self
             .notification_listener
             .map(|listener| tokio::spawn(listener.run(state.clone())));
@@ -146,6 +161,15 @@ impl Application {
             let _ = task.await;
         }
         presence.join().await;
+        if let Some(task) = node_heartbeat {
+            let _ = task.await;
+        }
+        if let Some(link) = &state.node {
+            // Last: the survivors now take over this node's users at once.
+            if let Err(e) = link.leave().await {
+                tracing::warn!(error = %e, "cannot remove this node's liveness key");
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::cluster::SocketIo;
+use crate::cluster::{NodeLink, SocketIo};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
@@ -10,6 +10,7 @@ use crate::collab::Collab;
 use crate::config::Settings;
 use crate::connections::ConnectionRegistry;
 use crate::notifications::{NotificationService, SocketIoFanout};
+use crate::presence::redis_ledger::RedisLedger;
 use crate::presence::Presence;
 use crate::ratelimit::UserRateLimiter;
 use crate::store::Store;
@@ -29,6 +30,8 @@ pub struct AppInner {
     pub notifications: NotificationService,
     /// Friend presence: every socket is reported here (see [`crate::presence`]).
     pub presence: Presence,
+    /// This process as a cluster node (`REDIS_URL` set); `None` for a single process.
+    pub node: Option<NodeLink>,
     /// Cancelled when the server starts shutting down; background tasks stop on it.
     pub shutdown: CancellationToken,
     /// Shared with the notification fan-out, which needs the server once it exists.
@@ -43,15 +46,39 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, store: Arc<dyn Store>, keys: JwtKeys) -> Self {
+    /// `node`: set for a cluster node, whose per-user limits and presence are then
+    /// shared through Redis.
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        keys: JwtKeys,
+        node: Option<NodeLink>,
+    ) -> Self {
         let io = Arc::new(OnceLock::new());
         let fanout = Arc::new(SocketIoFanout::new(io.clone()));
+        let (rate, cap) = (
+            settings.rate_limit_per_second,
+            settings.max_connections_per_user,
+        );
+        let (limiter, connections, presence) = match &node {
+            None => (
+                UserRateLimiter::new(rate),
+                ConnectionRegistry::new(cap),
+                Presence::default(),
+            ),
+            Some(link) => (
+                UserRateLimiter::shared(rate, link.clone()),
+                ConnectionRegistry::shared(cap, link.clone()),
+                Presence::new(Arc::new(RedisLedger::new(link.clone()))),
+            ),
+        };
         AppState(Arc::new(AppInner {
             notifications: NotificationService::new(store.clone(), fanout),
-            limiter: UserRateLimiter::new(settings.rate_limit_per_second),
-            connections: ConnectionRegistry::new(settings.max_connections_per_user),
+            limiter,
+            connections,
             collab: Collab::start(store.clone()),
-            presence: Presence::default(),
+            presence,
+            node,
             shutdown: CancellationToken::new(),
             io,
             settings,

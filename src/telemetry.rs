@@ -12,7 +12,8 @@
 //! - `diary_persist_latency_seconds` (histogram): time to commit one batch of updates;
 //! - `diary_desync_reports_total`: `desync_detected` reports from clients.
 //! - `diary_notifications_created_total`: notifications created through the REST API;
-//! - `diary_notifications_pushed_total`: `notification:created` fan-outs (one per row);
+//! - `diary_notifications_pushed_total`: `notification:created` fan-outs (one per row, per
+//!   process serving its user);
 //! - `diary_notifications_muted_total`: new rows not pushed because their type is muted;
 //! - `diary_notifications_caught_up_total`: rows delivered by the listener's catch-up
 //!   after its connection was lost;

@@ -10,12 +10,23 @@
 //! listener, which loads the row and fans it out, for REST- and SQL-created rows alike.
 //! SQLite (no NOTIFY): `POST /api/notifications` pushes right after its insert, and rows
 //! other programs write into the file are not pushed (they are listed).
+//!
+//! In a cluster (`REDIS_URL`, always Postgres) each change reaches each socket once by
+//! one of two rules, never both ([`fanout::Reach`]):
+//! - new rows: every process's listener hears the NOTIFY (REST and SQL inserts alike)
+//!   and pushes `notification:created` and the count to its own sockets (`.local()`).
+//!   Chosen over "one process pushes cluster-wide" because every process hears the
+//!   announcement anyway, no one has to be elected, and each listener's catch-up
+//!   after a lost connection covers exactly the sockets it serves;
+//! - client actions (mark read, archive, mark all read): only the process serving the
+//!   request knows, so it pushes `notification:updated` and the count cluster-wide
+//!   through the adapter.
 
 pub mod fanout;
 pub mod listener;
 pub mod model;
 pub mod service;
 
-pub use fanout::{Fanout, SocketIoFanout};
+pub use fanout::{Fanout, Reach, SocketIoFanout};
 pub use listener::NotificationListener;
 pub use service::NotificationService;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::cluster::SocketRef;
 use serde_json::{json, Value};
 
-use super::fanout::Fanout;
+use super::fanout::{Fanout, Reach};
 use super::model::{
     Deliverable, NewNotification, Notification, NotificationPage, NotificationQuery,
     NotificationState, Preferences,
@@ -77,10 +77,18 @@ impl NotificationService {
     /// Pushes newly committed rows: `notification:created` to every socket of each
     /// row's user unless the user muted its type, then one fresh unread count per user
     /// (muted rows count too: they are in the inbox, only the alert is suppressed).
+    ///
+    /// To this process's sockets only: in a cluster every process's listener hears each
+    /// insert (however it was made) and delivers it to its own sockets, so each socket
+    /// gets it once, and a process that missed announcements catches up for its own.
     pub async fn deliver(&self, rows: Vec<Deliverable>) {
         let mut users: Vec<UserId> = Vec::new();
         for row in rows {
             let notification = row.notification;
+            // No socket of the user here: nothing to push, no count to read.
+            if !self.fanout.serves(notification.user_id) {
+                continue;
+            }
             if !users.contains(&notification.user_id) {
                 users.push(notification.user_id);
             }
@@ -91,7 +99,13 @@ impl NotificationService {
             match serde_json::to_value(&notification) {
                 Ok(payload) => {
                     self.fanout
-                        .to_user(notification.user_id, CREATED, &payload, None)
+                        .to_user(
+                            notification.user_id,
+                            CREATED,
+                            &payload,
+                            None,
+                            Reach::ThisProcess,
+                        )
                         .await;
                     metrics::counter!("diary_notifications_pushed_total").increment(1);
                 }
@@ -99,7 +113,7 @@ impl NotificationService {
             }
         }
         for user in users {
-            if let Err(e) = self.push_count(user).await {
+            if let Err(e) = self.push_count(user, Reach::ThisProcess).await {
                 tracing::warn!(%user, code = %e.code, "cannot push the unread count");
             }
         }
@@ -184,7 +198,8 @@ impl NotificationService {
     }
 
     /// `notification:updated` per changed row to the user's other sockets, then the
-    /// new unread count to all of them (the sender included), so open tabs agree.
+    /// new unread count to all of them (the sender included), so open tabs agree. On
+    /// every process: only this one saw the request.
     async fn announce_changes(
         &self,
         user: UserId,
@@ -194,18 +209,20 @@ impl NotificationService {
         for state in changed {
             let payload = serde_json::to_value(state).map_err(AppError::internal)?;
             self.fanout
-                .to_user(user, UPDATED, &payload, Some(sender))
+                .to_user(user, UPDATED, &payload, Some(sender), Reach::Cluster)
                 .await;
         }
-        self.push_count(user).await
+        self.push_count(user, Reach::Cluster).await
     }
 
-    /// Sends the user's unread count to all of their sockets; returns it.
-    async fn push_count(&self, user: UserId) -> Result<i64, AppError> {
+    /// Sends the user's unread count to all of their sockets `reach` covers; returns it.
+    async fn push_count(&self, user: UserId, reach: Reach) -> Result<i64, AppError> {
         let _in_order = self.count_locks.of(user).lock().await;
         let count = self.count(user).await?;
         let payload: Value = json!({ "count": count });
-        self.fanout.to_user(user, COUNT, &payload, None).await;
+        self.fanout
+            .to_user(user, COUNT, &payload, None, reach)
+            .await;
         Ok(count)
     }
 }

@@ -63,6 +63,16 @@ impl FriendViews {
         a != b && lists(a, b) && lists(b, a)
     }
 
+    /// Whether `to` (held here) sees `about`, who is online somewhere or not: `to`
+    /// lists `about`, and `about`'s own list, when held here, lists `to`. With every
+    /// online user held here (a single process) this is [`Self::visible`].
+    pub fn sees(&self, to: UserId, about: UserId, about_online: bool) -> bool {
+        to != about
+            && about_online
+            && self.views.get(&to).is_some_and(|v| v.contains(&about))
+            && self.views.get(&about).is_none_or(|v| v.contains(&to))
+    }
+
     /// The online friends who see `user`: everyone told about their presence.
     pub fn audience(&self, user: UserId) -> Vec<UserId> {
         self.views

@@ -8,10 +8,10 @@
 //! first/last flags are decided under another lock, and a cluster counts across
 //! processes, so they cannot be this input.)
 //!
-//! [`LocalLedger`] is the in-process implementation. A cluster implementation (for
-//! example on Redis: a hash per user with `HINCRBY` on the socket count and the grace
-//! ticket, and a compare-and-delete script for `expire`) keeps the same contract:
-//! each call is atomic, and a ticket goes stale as soon as the user arrives again.
+//! [`LocalLedger`] is the in-process implementation; the cluster's is
+//! [`super::redis_ledger::RedisLedger`] (per-node socket counts in Redis, one script
+//! per call). Both keep the same contract: each call is atomic, exactly one caller
+//! observes each transition, and a ticket goes stale as soon as the user arrives again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,6 +50,17 @@ pub enum Departure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GraceTicket(u64);
 
+impl GraceTicket {
+    /// A ticket as a shared ledger stores it.
+    pub fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+}
+
 /// The answer to a status change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusChange {
@@ -82,6 +93,13 @@ pub trait PresenceLedger: Send + Sync + 'static {
 
     /// Forgets everyone (shutdown) and returns who was online.
     async fn drain(&self) -> Vec<UserId>;
+
+    /// Clean-up after processes that died: returns the users who went offline with
+    /// them (no socket left on a live process), and when they left. Every such user is
+    /// returned to exactly one caller. A single process has no one to clean up after.
+    async fn sweep_dead_nodes(&self) -> Vec<(UserId, DateTime<Utc>)> {
+        Vec::new()
+    }
 }
 
 /// The ledger of a single process.

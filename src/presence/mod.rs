@@ -30,14 +30,28 @@
 //!   at once (`LISTEN diary_friends`); on SQLite (no notifications) at the next connect
 //!   of either user.
 //! - Graceful shutdown writes every user this process held online as offline; users in
-//!   their grace period then are offline too (no timer fires after shutdown).
+//!   their grace period then are offline too (no timer fires after shutdown). A cluster
+//!   process instead removes its liveness key as it stops, and the survivors take its
+//!   users over (offline now unless they have a socket on a live process).
 //!
-//! Cluster mode: the [`ledger::PresenceLedger`] trait is the state several processes
-//! must share (socket counts, statuses, grace tickets); friend lists are re-read per
-//! process and the rooms are served by the Socket.IO adapter.
+//! Cluster mode (`REDIS_URL`): the [`ledger::PresenceLedger`] is
+//! [`redis_ledger::RedisLedger`], shared by every process (socket counts per process,
+//! statuses, grace tickets). Each transition is observed by exactly one process, the
+//! one whose ledger call decided it, and that process tells the friends through the
+//! adapter (cluster-wide): first socket anywhere -> online; last socket anywhere gone
+//! for the grace period -> offline (the grace timer runs where the last socket left;
+//! a reload onto another process within it is nothing). A process that dies leaves
+//! its counts behind, filed under its node id; once its liveness key expires the
+//! survivors sweep them, and users with no socket left go offline (within
+//! `STALE_TIMEOUT_SECS`). Friend lists are held per process for the users it serves;
+//! friendship changes (every process hears `diary_friends`) are told by each process
+//! to its own sockets (`.local()`), so each socket hears them once. Changes a process
+//! only finds on re-reading a list (a reconnect after a LISTEN outage) reach that
+//! process's sockets only.
 
 pub mod friends;
 pub mod ledger;
+pub mod redis_ledger;
 pub mod status;
 mod sweep;
 mod worker;
@@ -138,8 +152,11 @@ impl Presence {
     }
 }
 
-/// Start-up, before any socket is accepted: nothing in `ws_connections` or
-/// `active_sessions` survives a restart (rows a crashed process left behind).
+/// Start-up of a single process, before any socket is accepted: nothing in
+/// `ws_connections` or `active_sessions` survives a restart (rows a crashed process
+/// left behind). A cluster node must not call it (the rows belong to the other nodes
+/// too): there, a dead node's users are set offline by the survivors' sweep, and its
+/// `active_sessions` rows go stale.
 pub async fn reset(store: &dyn Store) -> StoreResult<()> {
     let offline = store.reset_presence().await?;
     let sessions = store.clear_sessions().await?;
@@ -187,6 +204,17 @@ pub fn spawn(app: &AppState) -> PresenceTasks {
         ));
     }
     tasks.push(("session sweep", tokio::spawn(sweep::run(app.clone()))));
+    if let Some(link) = &app.node {
+        tasks.push((
+            "dead node sweep",
+            tokio::spawn(sweep::run_dead_nodes(
+                app.clone(),
+                app.presence.ledger.clone(),
+                app.presence.commands.clone(),
+                link.liveness_ttl() / 2,
+            )),
+        ));
+    }
     PresenceTasks { tasks }
 }
 

@@ -1,15 +1,45 @@
-//! The `active_sessions` sweep: rows of sockets that are gone without a clean
-//! departure (a crashed process, a lost delete) are removed once stale.
+//! Clean-up after what is gone without saying so.
 //!
-//! Each round first refreshes the rows of every socket this process still holds, so
-//! a row goes stale only when no live process vouches for it, then deletes rows older
-//! than `STALE_TIMEOUT_SECS`.
+//! [`run`], the `active_sessions` sweep: rows of sockets that are gone without a clean
+//! departure (a crashed process, a lost delete) are removed once stale. Each round
+//! first refreshes the rows of every socket this process still holds, so a row goes
+//! stale only when no live process vouches for it, then deletes rows older than
+//! `STALE_TIMEOUT_SECS`. Every process of a cluster runs it on the shared table.
+//!
+//! [`run_dead_nodes`], in a cluster: the presence of users whose sockets were on a
+//! process that died. Twice per liveness TTL (half `STALE_TIMEOUT_SECS`) the ledger
+//! cleans up after nodes whose liveness key expired, so their users go offline within
+//! `STALE_TIMEOUT_SECS`; the worker tells their friends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use tokio::sync::mpsc;
 
+use super::ledger::PresenceLedger;
+use super::worker::Command;
 use crate::state::AppState;
+
+/// Sweeps dead nodes' presence until shutdown, every `every`.
+pub(super) async fn run_dead_nodes(
+    app: AppState,
+    ledger: Arc<dyn PresenceLedger>,
+    commands: mpsc::UnboundedSender<Command>,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        for (user, last_seen) in ledger.sweep_dead_nodes().await {
+            let _ = commands.send(Command::WentOffline { user, last_seen });
+        }
+    }
+}
 
 /// Runs a sweep every half stale timeout (between 1 s and 60 s) until shutdown.
 pub(super) async fn run(app: AppState) {

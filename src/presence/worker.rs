@@ -1,7 +1,7 @@
 //! The presence worker: one task applying every presence change in arrival order,
 //! and the task forwarding friendship changes to it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::cluster::SocketRef;
@@ -31,6 +31,11 @@ pub(super) enum Command {
     Left { user: UserId, at: DateTime<Utc> },
     /// A grace period ran out.
     GraceOver { user: UserId, ticket: GraceTicket },
+    /// The user's last sockets were on a process that died (cluster sweep).
+    WentOffline {
+        user: UserId,
+        last_seen: DateTime<Utc>,
+    },
     /// A client chose a status; answered with the status and its time.
     SetStatus {
         user: UserId,
@@ -45,6 +50,10 @@ pub(super) struct Worker {
     app: AppState,
     ledger: Arc<dyn PresenceLedger>,
     views: FriendViews,
+    /// Sockets of each user on this process. In a cluster a user may be online through
+    /// other processes only; their friend list is kept here while they have sockets
+    /// here (or this process runs their grace timer).
+    local: HashMap<UserId, u32>,
     /// For grace timers, which report back through the inbox.
     commands: mpsc::UnboundedSender<Command>,
 }
@@ -59,6 +68,7 @@ impl Worker {
             app,
             ledger,
             views: FriendViews::default(),
+            local: HashMap::new(),
             commands,
         }
     }
@@ -90,6 +100,7 @@ impl Worker {
             Command::Arrived { user, sid, socket } => self.arrived(user, &sid, socket).await,
             Command::Left { user, at } => self.left(user, at).await,
             Command::GraceOver { user, ticket } => self.grace_over(user, ticket).await,
+            Command::WentOffline { user, last_seen } => self.went_offline(user, last_seen).await,
             Command::SetStatus {
                 user,
                 status,
@@ -104,6 +115,7 @@ impl Worker {
 
     async fn arrived(&mut self, user: UserId, sid: &str, socket: Option<SocketRef>) {
         let now = Utc::now();
+        *self.local.entry(user).or_insert(0) += 1;
         let arrival = self.ledger.arrive(user).await;
         let rows = match self.app.store.friends_last_seen(user).await {
             Ok(rows) => Some(rows),
@@ -122,7 +134,7 @@ impl Worker {
                 self.views.install(user, fresh.unwrap_or_default());
                 self.record_online(user, sid, PresenceStatus::Online, now)
                     .await;
-                let audience = self.views.audience(user);
+                let audience = self.audience(user).await;
                 self.tell(
                     &audience,
                     "friend_online",
@@ -137,7 +149,10 @@ impl Worker {
                 .await;
             }
             Arrival::Resumed | Arrival::AnotherSocket => {
-                if let Some(fresh) = fresh {
+                if !self.views.is_tracked(user) {
+                    // Online through another process until now (cluster).
+                    self.views.install(user, fresh.unwrap_or_default());
+                } else if let Some(fresh) = fresh {
                     let changes = self.views.refresh(user, fresh);
                     self.announce(user, changes).await;
                 }
@@ -179,7 +194,7 @@ impl Worker {
             .iter()
             .filter(|r| r.user != user)
             .map(|r| match statuses.get(&r.user) {
-                Some(status) if self.views.visible(user, r.user) => {
+                Some(status) if self.views.sees(user, r.user, true) => {
                     json!({ "userId": r.user, "status": status, "lastSeen": now })
                 }
                 _ => json!({
@@ -193,9 +208,29 @@ impl Worker {
         json!({ "userId": user, "status": status, "friends": friends })
     }
 
+    /// Counts one socket of `user` gone from this process; true when none is left here.
+    fn count_local_departure(&mut self, user: UserId) -> bool {
+        match self.local.get_mut(&user) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                self.local.remove(&user);
+                true
+            }
+        }
+    }
+
     async fn left(&mut self, user: UserId, at: DateTime<Utc>) {
+        let none_here = self.count_local_departure(user);
         match self.ledger.depart(user, at).await {
-            Departure::StillConnected => {}
+            Departure::StillConnected => {
+                if none_here {
+                    // Still online through other processes, which keep their own list.
+                    self.views.forget(user);
+                }
+            }
             Departure::Unknown => tracing::warn!(%user, "departure of an unknown socket"),
             Departure::LastSocket(ticket) => {
                 let grace = self.app.settings.presence_grace;
@@ -217,11 +252,21 @@ impl Worker {
 
     async fn grace_over(&mut self, user: UserId, ticket: GraceTicket) {
         let Some(last_seen) = self.ledger.expire(user, ticket).await else {
-            return; // came back meanwhile
+            // Came back meanwhile (maybe through another process only).
+            if !self.local.contains_key(&user) {
+                self.views.forget(user);
+            }
+            return;
         };
+        self.went_offline(user, last_seen).await;
+    }
+
+    /// The ledger made `user` offline here: record it and tell their friends (on every
+    /// process: this process is the one that observed it).
+    async fn went_offline(&mut self, user: UserId, last_seen: DateTime<Utc>) {
         tracing::debug!(%user, "offline");
         metrics::gauge!("diary_presence_online_users").decrement(1.0);
-        let audience = self.views.audience(user);
+        let audience = self.audience(user).await;
         self.views.forget(user);
         if let Err(e) = self.app.store.record_offline(&[user], last_seen).await {
             tracing::warn!(%user, error = %e, "cannot record offline");
@@ -251,7 +296,7 @@ impl Worker {
                 if let Err(e) = self.app.store.record_status(user, status, now).await {
                     tracing::warn!(%user, error = %e, "cannot record status");
                 }
-                let audience = self.views.audience(user);
+                let audience = self.audience(user).await;
                 self.tell(&audience, "presence_update", update(user, status, now))
                     .await;
             }
@@ -266,9 +311,10 @@ impl Worker {
     async fn friends_changed(&mut self, change: FriendChange) {
         match change {
             FriendChange::Added(a, b) => {
-                if self.views.add(a, b) {
-                    self.announce_gained(a, b).await;
-                }
+                self.relist(a, b, |views| {
+                    views.add(a, b);
+                })
+                .await;
             }
             FriendChange::Removed(a, b) => {
                 if !self.views.is_tracked(a) && !self.views.is_tracked(b) {
@@ -278,9 +324,10 @@ impl Worker {
                 match self.app.store.are_friends(a, b).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        if self.views.remove(a, b) {
-                            self.announce_lost(a, b).await;
-                        }
+                        self.relist(a, b, |views| {
+                            views.remove(a, b);
+                        })
+                        .await;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot check a removed friendship"),
                 }
@@ -300,6 +347,75 @@ impl Worker {
         }
     }
 
+    /// Applies a friendship change between `a` and `b` to the lists and tells each of
+    /// them (their sockets on this process: every process sees the change and tells
+    /// its own sockets) whether the other now shows up or disappears.
+    async fn relist(&mut self, a: UserId, b: UserId, change: impl FnOnce(&mut FriendViews)) {
+        let online = self.ledger.statuses(&[a, b]).await;
+        let pairs = [(a, b), (b, a)];
+        let before =
+            pairs.map(|(to, about)| self.views.sees(to, about, online.contains_key(&about)));
+        change(&mut self.views);
+        let now = Utc::now();
+        for ((to, about), before) in pairs.into_iter().zip(before) {
+            let after = self.views.sees(to, about, online.contains_key(&about));
+            match (before, after, online.get(&about)) {
+                (false, true, Some(status)) => self.tell_gained(to, about, *status, now).await,
+                (true, false, _) => self.tell_lost(to, about, now).await,
+                _ => {}
+            }
+        }
+    }
+
+    async fn tell_gained(
+        &self,
+        to: UserId,
+        about: UserId,
+        status: PresenceStatus,
+        now: DateTime<Utc>,
+    ) {
+        let payload = json!({ "userId": about, "timestamp": now });
+        self.tell_here(&[to], "friend_online", payload).await;
+        self.tell_here(&[to], "presence_update", update(about, status, now))
+            .await;
+    }
+
+    async fn tell_lost(&self, to: UserId, about: UserId, now: DateTime<Utc>) {
+        let payload = json!({ "userId": about, "lastSeen": now });
+        self.tell_here(&[to], "offline", payload).await;
+        self.tell_here(
+            &[to],
+            "presence_update",
+            update(about, PresenceStatus::Offline, now),
+        )
+        .await;
+    }
+
+    /// Who sees `user`: their friends who are online (on any process) and, when this
+    /// process holds the friend's own list, list `user` too. Uses the list held here,
+    /// else reads it.
+    async fn audience(&self, user: UserId) -> Vec<UserId> {
+        let friends: Vec<UserId> = match self.views.friends_of(user) {
+            Some(list) => list.iter().copied().collect(),
+            None => match self.app.store.friends_last_seen(user).await {
+                Ok(rows) => rows.into_iter().map(|r| r.user).collect(),
+                Err(e) => {
+                    tracing::warn!(%user, error = %e, "cannot read friends");
+                    Vec::new()
+                }
+            },
+        };
+        let online = self.ledger.statuses(&friends).await;
+        friends
+            .into_iter()
+            .filter(|f| {
+                *f != user
+                    && online.contains_key(f)
+                    && self.views.friends_of(*f).is_none_or(|l| l.contains(&user))
+            })
+            .collect()
+    }
+
     async fn announce(&self, user: UserId, changes: Changes) {
         for friend in changes.gained {
             self.announce_gained(user, friend).await;
@@ -309,40 +425,24 @@ impl Worker {
         }
     }
 
-    /// `a` and `b` just became visible to each other: each learns the other is online.
+    /// `a` and `b` just became visible to each other (both held here): each learns
+    /// the other is online.
     async fn announce_gained(&self, a: UserId, b: UserId) {
         let now = Utc::now();
         let statuses = self.ledger.statuses(&[a, b]).await;
         for (to, about) in [(a, b), (b, a)] {
             if let Some(status) = statuses.get(&about) {
-                self.tell(
-                    &[to],
-                    "friend_online",
-                    json!({ "userId": about, "timestamp": now }),
-                )
-                .await;
-                self.tell(&[to], "presence_update", update(about, *status, now))
-                    .await;
+                self.tell_gained(to, about, *status, now).await;
             }
         }
     }
 
-    /// `a` and `b` are no longer friends: each sees the other go offline.
+    /// `a` and `b` no longer see each other (both held here): each sees the other go
+    /// offline.
     async fn announce_lost(&self, a: UserId, b: UserId) {
         let now = Utc::now();
         for (to, about) in [(a, b), (b, a)] {
-            self.tell(
-                &[to],
-                "offline",
-                json!({ "userId": about, "lastSeen": now }),
-            )
-            .await;
-            self.tell(
-                &[to],
-                "presence_update",
-                update(about, PresenceStatus::Offline, now),
-            )
-            .await;
+            self.tell_lost(to, about, now).await;
         }
     }
 
@@ -366,15 +466,30 @@ impl Worker {
         }
     }
 
-    /// Emits to every socket of `users` on the main namespaces.
+    /// Emits to every socket of `users` on the main namespaces, on every process: for
+    /// transitions this process alone observed.
     async fn tell(&self, users: &[UserId], event: &'static str, payload: Value) {
+        self.emit(users, event, payload, false).await;
+    }
+
+    /// Emits to the sockets of `users` on this process only: for friendship changes,
+    /// which every process learns and applies to its own sockets.
+    async fn tell_here(&self, users: &[UserId], event: &'static str, payload: Value) {
+        self.emit(users, event, payload, true).await;
+    }
+
+    async fn emit(&self, users: &[UserId], event: &'static str, payload: Value, here: bool) {
         if users.is_empty() {
             return;
         }
         let rooms: Vec<String> = users.iter().copied().map(user_room).collect();
         for ns in MAIN_NAMESPACES {
             if let Some(ns) = self.app.io().of(ns) {
-                if let Err(e) = ns.to(rooms.clone()).emit(event, &payload).await {
+                let target = match here {
+                    true => ns.local().to(rooms.clone()),
+                    false => ns.to(rooms.clone()),
+                };
+                if let Err(e) = target.emit(event, &payload).await {
                     tracing::debug!(event, error = %e, "presence emit failed");
                 }
             }

@@ -37,7 +37,7 @@ pub async fn authenticate(
         tracing::info!(ns = s.ns(), reason = %e, "connection refused");
         AppError::auth(e.to_string())
     })?;
-    let permit = app.connections.try_acquire(user.user_id).map_err(|_| {
+    let permit = app.connections.try_acquire(user.user_id).await.map_err(|_| {
         tracing::info!(ns = s.ns(), user = %user.user_id, "connection refused: too many connections");
         AppError::new(ErrorCode::RateLimitExceeded, "too many connections")
     })?;

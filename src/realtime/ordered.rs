@@ -9,7 +9,9 @@
 //! Rate limit (PROTOCOL.md section 3): a [`EventKind::Query`] over budget is dropped at
 //! arrival with `RATE_LIMIT_EXCEEDED`; an [`EventKind::Edit`] is never dropped but waits
 //! in the queue for budget, up to `MAX_HELD_EDIT_BYTES` per socket, past which the socket
-//! is disconnected.
+//! is disconnected. In a cluster the budget is in Redis and the answer takes a round
+//! trip: the query then takes its place in the queue at arrival and is dropped (with
+//! the same error) when the answer says so.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -30,6 +32,7 @@ use super::reply::{ErrorDelivery, Outcome, Replier};
 use super::session::SocketSession;
 use crate::error::AppError;
 use crate::ids::EntryId;
+use crate::ratelimit::Verdict;
 
 /// How an event counts against the user's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,16 +134,18 @@ where
             return;
         }
 
+        let mut pending_budget = None;
         let edit_bytes = match self.kind {
             EventKind::Exempt => 0,
             EventKind::Query => match session.app.limiter.try_acquire(session.user_id()) {
-                Ok(()) => 0,
-                Err(wait) => {
-                    metrics::counter!("diary_rate_limited_total", "event" => self.event)
-                        .increment(1);
-                    let retry_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-                    replier.fail(AppError::rate_limited(retry_ms), None, Some(&session));
+                Verdict::Now(Ok(())) => 0,
+                Verdict::Now(Err(wait)) => {
+                    refuse_over_budget(replier, self.event, wait, &session);
                     return;
+                }
+                Verdict::Pending(verdict) => {
+                    pending_budget = Some(verdict);
+                    0
                 }
             },
             EventKind::Edit => {
@@ -169,6 +174,7 @@ where
             false => Err(e),
         });
         let handler = self.handler.clone();
+        let event = self.event;
         let ctx = EventCtx {
             socket,
             session: session.clone(),
@@ -177,6 +183,12 @@ where
             edit_bytes,
             run: Box::new(move || {
                 Box::pin(async move {
+                    if let Some(verdict) = pending_budget {
+                        if let Err(wait) = verdict.await {
+                            refuse_over_budget(replier, event, wait, &ctx.session);
+                            return;
+                        }
+                    }
                     match payload {
                         Ok(request) => {
                             let entry = request.entry_id();
@@ -193,6 +205,18 @@ where
             }),
         });
     }
+}
+
+/// Drops a query over the user's budget with `RATE_LIMIT_EXCEEDED`.
+fn refuse_over_budget(
+    replier: Replier,
+    event: &'static str,
+    wait: std::time::Duration,
+    session: &SocketSession,
+) {
+    metrics::counter!("diary_rate_limited_total", "event" => event).increment(1);
+    let retry_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+    replier.fail(AppError::rate_limited(retry_ms), None, Some(session));
 }
 
 /// True when an event packet holds only its name: `["pong"]`.
