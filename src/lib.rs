@@ -64,7 +64,10 @@ impl Application {
         let driver = cluster::NodeDriver::connect(settings.redis_url.as_deref())
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?;
-        let state = AppState::new(settings, store, keys);
+        let replication = collab::replication::connect(&settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?;
+        let state = AppState::new(settings, store, keys, replication);
         let socket_layer = realtime::build(&state, driver).await?;
         let router = http::router(state.clone())
             .layer(socket_layer)

@@ -6,6 +6,7 @@ use crate::cluster::SocketIo;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
+use crate::collab::replication::Replication;
 use crate::collab::Collab;
 use crate::config::Settings;
 use crate::connections::ConnectionRegistry;
@@ -43,14 +44,19 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, store: Arc<dyn Store>, keys: JwtKeys) -> Self {
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        keys: JwtKeys,
+        replication: Arc<dyn Replication>,
+    ) -> Self {
         let io = Arc::new(OnceLock::new());
         let fanout = Arc::new(SocketIoFanout::new(io.clone()));
         AppState(Arc::new(AppInner {
             notifications: NotificationService::new(store.clone(), fanout),
             limiter: UserRateLimiter::new(settings.rate_limit_per_second),
             connections: ConnectionRegistry::new(settings.max_connections_per_user),
-            collab: Collab::start(store.clone()),
+            collab: Collab::start(store.clone(), replication),
             presence: Presence::default(),
             shutdown: CancellationToken::new(),
             io,

@@ -1,6 +1,7 @@
 //! Awareness (cursors, names, selections of Yjs editors) for one entry: the latest
-//! state per Yjs client id, and which member sent it, so a member's states can be
-//! removed, and the removal broadcast, when it leaves.
+//! state per Yjs client id, and who sent it (a local member, or another node), so a
+//! member's states can be removed, and the removal broadcast, when it leaves, and a
+//! dead node's when it goes quiet.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -12,10 +13,19 @@ use yrs::{ClientID, Doc};
 
 use super::actor::MemberId;
 use super::doc::DocError;
+use crate::cluster::node::NodeId;
+
+/// Where awareness states came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    Member(MemberId),
+    /// Relayed by another node's replica.
+    Node(NodeId),
+}
 
 pub struct AwarenessStates {
     awareness: Awareness,
-    owners: HashMap<ClientID, MemberId>,
+    owners: HashMap<ClientID, Owner>,
 }
 
 impl AwarenessStates {
@@ -30,7 +40,7 @@ impl AwarenessStates {
 
     /// Applies a y-protocols awareness update sent by `from`. Returns whether it was
     /// well-formed (only then is it relayed).
-    pub fn apply(&mut self, from: &MemberId, bytes: &[u8]) -> Result<(), DocError> {
+    pub fn apply(&mut self, from: &Owner, bytes: &[u8]) -> Result<(), DocError> {
         let update = catch_unwind(|| AwarenessUpdate::decode_v1(bytes))
             .map_err(|_| DocError::MalformedUpdate)?
             .map_err(|_| DocError::MalformedUpdate)?;
@@ -44,12 +54,12 @@ impl AwarenessStates {
         Ok(())
     }
 
-    /// Removes every state `member` sent; returns the encoded removal to broadcast.
-    pub fn remove_member(&mut self, member: &MemberId) -> Option<Vec<u8>> {
+    /// Removes every state `owner` sent; returns the encoded removal to broadcast.
+    pub fn remove(&mut self, owner: &Owner) -> Option<Vec<u8>> {
         let clients: Vec<ClientID> = self
             .owners
             .iter()
-            .filter(|(_, owner)| *owner == member)
+            .filter(|(_, o)| *o == owner)
             .map(|(client, _)| *client)
             .collect();
         if clients.is_empty() {
