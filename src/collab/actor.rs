@@ -651,8 +651,11 @@ impl DocActor {
 
     /// Replaces a doc yrs panicked on by a fresh one from storage plus what is in flight.
     async fn recover(&mut self) {
-        let uncommitted: Vec<LoggedUpdate> =
-            self.uncommitted.iter().map(|(row, _)| row.clone()).collect();
+        let uncommitted: Vec<LoggedUpdate> = self
+            .uncommitted
+            .iter()
+            .map(|(row, _)| row.clone())
+            .collect();
         let version = self.doc.version();
         match self.store.load_doc(self.entry).await {
             Ok(stored) => match rebuild(&stored, &uncommitted) {
@@ -703,7 +706,11 @@ impl DocActor {
         self.committed_seq = upto_seq;
         self.rows_since_snapshot += newly;
         // Stored now, so other replicas may build on it.
-        while self.uncommitted.front().is_some_and(|(r, _)| r.seq <= upto_seq) {
+        while self
+            .uncommitted
+            .front()
+            .is_some_and(|(r, _)| r.seq <= upto_seq)
+        {
             if let Some((row, user)) = self.uncommitted.pop_front() {
                 self.replication.publish(
                     self.entry,
@@ -777,14 +784,17 @@ impl DocActor {
         if !self.members.contains_key(from) {
             return Err(AppError::access_denied());
         }
-        self.awareness
+        let changed = self
+            .awareness
             .apply(&Owner::Member(from.clone()), &update)
             .map_err(|e| AppError::validation(e.to_string()))?;
         for member in self.members.values().filter(|m| m.id != *from) {
             self.send_awareness(member, &update);
         }
-        self.replication
-            .publish(self.entry, Message::Awareness { update });
+        if changed {
+            self.replication
+                .publish(self.entry, Message::Awareness { update });
+        }
         Reply::ok()
     }
 

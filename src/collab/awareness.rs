@@ -38,20 +38,29 @@ impl AwarenessStates {
         }
     }
 
-    /// Applies a y-protocols awareness update sent by `from`. Returns whether it was
-    /// well-formed (only then is it relayed).
-    pub fn apply(&mut self, from: &Owner, bytes: &[u8]) -> Result<(), DocError> {
+    /// Applies a y-protocols awareness update sent by `from`. Returns whether it
+    /// changed any state; an error if it is malformed (only a well-formed update is
+    /// relayed). `from` owns the states it changed, not those it merely repeated: a
+    /// y-socket.io client echoes the states it receives, and must not take them over.
+    pub fn apply(&mut self, from: &Owner, bytes: &[u8]) -> Result<bool, DocError> {
         let update = catch_unwind(|| AwarenessUpdate::decode_v1(bytes))
             .map_err(|_| DocError::MalformedUpdate)?
             .map_err(|_| DocError::MalformedUpdate)?;
-        let clients: Vec<ClientID> = update.clients.keys().copied().collect();
-        catch_unwind(AssertUnwindSafe(|| self.awareness.apply_update(update)))
-            .map_err(|_| DocError::MalformedUpdate)?
-            .map_err(|_| DocError::MalformedUpdate)?;
-        for client in clients {
-            self.owners.insert(client, from.clone());
+        let summary = catch_unwind(AssertUnwindSafe(|| {
+            self.awareness.apply_update_summary(update)
+        }))
+        .map_err(|_| DocError::MalformedUpdate)?
+        .map_err(|_| DocError::MalformedUpdate)?;
+        let Some(summary) = summary else {
+            return Ok(false);
+        };
+        for client in summary.added.iter().chain(&summary.updated) {
+            self.owners.insert(*client, from.clone());
         }
-        Ok(())
+        for client in &summary.removed {
+            self.owners.remove(client);
+        }
+        Ok(true)
     }
 
     /// Removes every state `owner` sent; returns the encoded removal to broadcast.

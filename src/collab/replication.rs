@@ -29,7 +29,10 @@ use crate::ids::{EntryId, UserId};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Message {
     /// A committed update from `user`.
-    Update { user: UserId, update: Bytes },
+    Update {
+        user: UserId,
+        update: Bytes,
+    },
     Cursor {
         user: UserId,
         position: Position,
@@ -40,9 +43,13 @@ pub enum Message {
         is_typing: bool,
     },
     /// A y-protocols awareness update (states, or their removal when members leave).
-    Awareness { update: Bytes },
+    Awareness {
+        update: Bytes,
+    },
     /// Every viewer the origin has now; empty once it has none.
-    Viewers { viewers: Vec<Viewer> },
+    Viewers {
+        viewers: Vec<Viewer>,
+    },
 }
 
 /// A message and the node it comes from.
@@ -151,12 +158,12 @@ pub struct RedisReplication {
 }
 
 /// The replication this node runs: Redis when `REDIS_URL` is set, else standalone.
-/// Viewers are re-announced every heartbeat interval and forgotten after the stale
-/// timeout, the same bounds as for sockets.
+/// Viewers are re-announced every heartbeat interval; a node missing three in a row
+/// (and never longer than the stale timeout for sockets) is presumed dead.
 pub async fn connect(settings: &Settings) -> Result<Arc<dyn Replication>, ReplicationError> {
     let liveness = Liveness {
         announce_every: settings.heartbeat_interval,
-        stale_after: settings.stale_timeout,
+        stale_after: (settings.heartbeat_interval * 3).min(settings.stale_timeout),
     };
     Ok(match settings.redis_url.as_deref() {
         None => Arc::new(Standalone::new(liveness)),
@@ -187,7 +194,10 @@ impl RedisReplication {
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         let (outbox, queued) = mpsc::unbounded_channel();
-        tokio::spawn(publish_all(client.get_multiplexed_async_connection().await?, queued));
+        tokio::spawn(publish_all(
+            client.get_multiplexed_async_connection().await?,
+            queued,
+        ));
         Ok(RedisReplication {
             node,
             prefix: prefix.to_owned(),
@@ -203,7 +213,9 @@ impl RedisReplication {
         format!("{}:entry:{entry}", self.prefix)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<mpsc::UnboundedSender<DocCommand>>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<mpsc::UnboundedSender<DocCommand>>>> {
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -22,12 +22,16 @@ impl DocActor {
             } => self.move_cursor(None, user, position, selection),
             Message::Typing { user, is_typing } => self.typing_changed(None, user, is_typing),
             Message::Awareness { update } => {
-                if let Err(e) = self.awareness.apply(&Owner::Node(origin), &update) {
-                    tracing::warn!(entry = %self.entry, %origin, error = %e, "bad awareness from a replica");
-                    return;
-                }
-                for member in self.members.values() {
-                    self.send_awareness(member, &update);
+                match self.awareness.apply(&Owner::Node(origin), &update) {
+                    Ok(true) => {
+                        for member in self.members.values() {
+                            self.send_awareness(member, &update);
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(entry = %self.entry, %origin, error = %e, "bad awareness from a replica")
+                    }
                 }
             }
             Message::Viewers { viewers } => self.remote_viewers_changed(origin, viewers),
@@ -53,7 +57,9 @@ impl DocActor {
                 tracing::error!(entry = %self.entry, "yrs panicked applying a replica's update; rebuilding the doc");
                 self.recover().await;
             }
-            Err(e) => tracing::warn!(entry = %self.entry, error = %e, "a replica's update was refused"),
+            Err(e) => {
+                tracing::warn!(entry = %self.entry, error = %e, "a replica's update was refused")
+            }
         }
         if self.rows_since_snapshot >= COMPACT_AFTER_ROWS {
             self.compact();
