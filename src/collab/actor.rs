@@ -45,10 +45,10 @@ use crate::ids::{EntryId, UserId};
 use crate::realtime::reply::{Outcome, Reply};
 use crate::store::{Compaction, EntryRole, Folded, LoggedUpdate, Store, StoredDoc};
 
-/// An unrefreshed `typing: true` lapses after this long (PROTOCOL.md 5.1).
-const TYPING_LAPSE: Duration = Duration::from_secs(5);
 mod replica;
 
+/// An unrefreshed `typing: true` lapses after this long (PROTOCOL.md 5.1).
+const TYPING_LAPSE: Duration = Duration::from_secs(5);
 /// Log rows after which the log is folded into a snapshot.
 const COMPACT_AFTER_ROWS: usize = 256;
 /// How often changed text is written to `entry_documents` while edits flow.

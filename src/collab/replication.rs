@@ -300,8 +300,16 @@ impl Replication for RedisReplication {
 
 /// Hands a pushed message to the channel's actors; ignores this node's own.
 fn deliver(node: NodeId, subscribers: &Subscribers, push: redis::PushInfo) {
-    if push.kind != redis::PushKind::Message {
-        return;
+    match push.kind {
+        redis::PushKind::Message => {}
+        redis::PushKind::Disconnection => {
+            // Subscriptions die with the connection: replicas here stop hearing the
+            // others' updates until this process restarts (their members' resyncs and
+            // the compactions still bring everything stored together).
+            tracing::error!("lost the Redis connection replicating entries");
+            return;
+        }
+        _ => return,
     }
     let mut data = push.data.into_iter();
     let (Some(channel), Some(payload)) = (data.next(), data.next()) else {
