@@ -435,8 +435,10 @@ impl DocActor {
                     Some(Compaction::Done) if self.rows_since_snapshot >= COMPACT_AFTER_ROWS => {
                         self.compact()
                     }
-                    // Done, or another node is compacting (it folds our rows too).
-                    Some(_) => {}
+                    Some(Compaction::Busy) => {
+                        tracing::debug!(entry = %self.entry, "another process is compacting; it folds our rows too");
+                    }
+                    Some(Compaction::Done) => {}
                 }
             }
             DocCommand::Replica { origin, message } => self.replica(origin, message).await,
