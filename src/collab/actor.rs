@@ -189,6 +189,8 @@ pub enum DocCommand {
         origin: NodeId,
         message: Message,
     },
+    /// Messages from other replicas may have been lost: catch up from the database.
+    CatchUp,
     TextSaved,
     /// The server is stopping: members are gone without leaving; flush and unload.
     Shutdown,
@@ -442,6 +444,7 @@ impl DocActor {
                 }
             }
             DocCommand::Replica { origin, message } => self.replica(origin, message).await,
+            DocCommand::CatchUp => self.catch_up().await,
             DocCommand::TextSaved => self.saving_text = false,
             DocCommand::Shutdown => self.members.clear(),
         }
@@ -536,7 +539,7 @@ impl DocActor {
             }) => {
                 let effective = Bytes::from(effective);
                 let seq = self.log(raw.unwrap_or_else(|| effective.clone()), editor);
-                self.relay_change(Some(from), editor, &effective, &delta);
+                self.relay_change(Some(from), Some(editor), &effective, &delta);
                 self.text_dirty = true;
                 self.ack_when_committed(seq, reply);
             }
@@ -856,11 +859,12 @@ impl DocActor {
         }
     }
 
-    /// Sends a change to every other member, in the one form each expects.
+    /// Sends a change to every other member, in the one form each expects. `editor` is
+    /// unknown (`userId: null`) only for what a replica catches up on from storage.
     fn relay_change(
         &self,
         from: Option<&MemberId>,
-        editor: UserId,
+        editor: Option<UserId>,
         update: &Bytes,
         delta: &QuillDelta,
     ) {

@@ -142,18 +142,23 @@ impl Replication for Standalone {
 /// successor overlap.
 type Subscribers = Arc<Mutex<HashMap<String, Vec<mpsc::UnboundedSender<DocCommand>>>>>;
 
+/// The subscribing connection; replaced when it is lost.
+type SharedConnection = Arc<Mutex<redis::aio::MultiplexedConnection>>;
+
 /// Redis pub/sub: one RESP3 connection receives every subscribed channel and hands
 /// each message straight to the actors' (unbounded) mailboxes, so none is dropped
-/// however busy an actor is; one task publishes, in submission order.
+/// however busy an actor is; one task publishes, in submission order. A lost
+/// connection is replaced and resubscribed, and every actor then catches up from the
+/// database on what it missed meanwhile.
 pub struct RedisReplication {
     node: NodeId,
     prefix: String,
     liveness: Liveness,
-    conn: redis::aio::MultiplexedConnection,
+    conn: SharedConnection,
     subscribers: Subscribers,
     /// Serializes SUBSCRIBE/UNSUBSCRIBE with the changes to `subscribers`, so Redis
     /// sees them in the order the map changed.
-    control: tokio::sync::Mutex<()>,
+    control: Arc<tokio::sync::Mutex<()>>,
     outbox: mpsc::UnboundedSender<(String, Vec<u8>)>,
 }
 
@@ -185,26 +190,36 @@ impl RedisReplication {
         let node = NodeId::random();
         let subscribers: Subscribers = Arc::default();
         let dispatch = subscribers.clone();
+        let (lost, lost_notices) = mpsc::unbounded_channel();
         let config = redis::AsyncConnectionConfig::new().set_push_sender(move |push| {
-            deliver(node, &dispatch, push);
+            deliver(node, &dispatch, &lost, push);
             Ok::<(), std::convert::Infallible>(())
         });
         let client = crate::cluster::resp3_client(url)?;
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        let (outbox, queued) = mpsc::unbounded_channel();
-        tokio::spawn(publish_all(
-            client.get_multiplexed_async_connection().await?,
-            queued,
+        let name = format!("{prefix}:replica:{node}");
+        let conn = Arc::new(Mutex::new(subscriber(&client, &config, &name).await?));
+        let control = Arc::new(tokio::sync::Mutex::new(()));
+        tokio::spawn(resubscribe_when_lost(
+            Resubscriber {
+                client: client.clone(),
+                config,
+                name,
+                conn: conn.clone(),
+                subscribers: subscribers.clone(),
+                control: control.clone(),
+            },
+            lost_notices,
         ));
+        let (outbox, queued) = mpsc::unbounded_channel();
+        let publisher = client.get_multiplexed_async_connection().await?;
+        tokio::spawn(publish_all(client, publisher, queued));
         Ok(RedisReplication {
             node,
             prefix: prefix.to_owned(),
             liveness,
             conn,
             subscribers,
-            control: tokio::sync::Mutex::new(()),
+            control,
             outbox,
         })
     }
@@ -213,10 +228,14 @@ impl RedisReplication {
         format!("{}:entry:{entry}", self.prefix)
     }
 
+    fn connection(&self) -> redis::aio::MultiplexedConnection {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn lock(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<mpsc::UnboundedSender<DocCommand>>>> {
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+        lock_subscribers(&self.subscribers)
     }
 }
 
@@ -248,7 +267,7 @@ impl Replication for RedisReplication {
             list.len() == 1
         };
         if first {
-            if let Err(e) = self.conn.clone().subscribe(&channel).await {
+            if let Err(e) = self.connection().subscribe(&channel).await {
                 let mut subscribers = self.lock();
                 if let Some(list) = subscribers.get_mut(&channel) {
                     list.retain(|tx| !tx.same_channel(&mailbox));
@@ -278,7 +297,7 @@ impl Replication for RedisReplication {
             last
         };
         if last {
-            if let Err(e) = self.conn.clone().unsubscribe(&channel).await {
+            if let Err(e) = self.connection().unsubscribe(&channel).await {
                 tracing::warn!(%entry, error = %e, "unsubscribing from the entry channel failed");
             }
         }
@@ -298,15 +317,19 @@ impl Replication for RedisReplication {
     }
 }
 
-/// Hands a pushed message to the channel's actors; ignores this node's own.
-fn deliver(node: NodeId, subscribers: &Subscribers, push: redis::PushInfo) {
+/// Hands a pushed message to the channel's actors; ignores this node's own. Reports
+/// the loss of the connection (its subscriptions die with it) on `lost`.
+fn deliver(
+    node: NodeId,
+    subscribers: &Subscribers,
+    lost: &mpsc::UnboundedSender<()>,
+    push: redis::PushInfo,
+) {
     match push.kind {
         redis::PushKind::Message => {}
         redis::PushKind::Disconnection => {
-            // Subscriptions die with the connection: replicas here stop hearing the
-            // others' updates until this process restarts (their members' resyncs and
-            // the compactions still bring everything stored together).
-            tracing::error!("lost the Redis connection replicating entries");
+            tracing::error!("lost the Redis connection replicating entries; reconnecting");
+            let _ = lost.send(());
             return;
         }
         _ => return,
@@ -331,7 +354,7 @@ fn deliver(node: NodeId, subscribers: &Subscribers, push: redis::PushInfo) {
     if envelope.origin == node {
         return;
     }
-    let subscribers = subscribers.lock().unwrap_or_else(|p| p.into_inner());
+    let subscribers = lock_subscribers(subscribers);
     for mailbox in subscribers.get(&channel).into_iter().flatten() {
         let _ = mailbox.send(DocCommand::Replica {
             origin: envelope.origin,
@@ -340,11 +363,92 @@ fn deliver(node: NodeId, subscribers: &Subscribers, push: redis::PushInfo) {
     }
 }
 
-/// Publishes queued messages in order, pipelining whatever queued up meanwhile.
+/// What it takes to replace the subscribing connection.
+struct Resubscriber {
+    client: redis::Client,
+    config: redis::AsyncConnectionConfig,
+    name: String,
+    conn: SharedConnection,
+    subscribers: Subscribers,
+    control: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Most time between two attempts to reconnect or publish.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Replaces the subscribing connection each time it is lost, subscribes it to every
+/// channel in use, then tells each subscribed actor to catch up: what other replicas
+/// committed meanwhile is in the database, though its messages are gone.
+async fn resubscribe_when_lost(this: Resubscriber, mut lost: mpsc::UnboundedReceiver<()>) {
+    while lost.recv().await.is_some() {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            while lost.try_recv().is_ok() {}
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+            let mut fresh = match subscriber(&this.client, &this.config, &this.name).await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconnecting to Redis failed; retrying");
+                    continue;
+                }
+            };
+            let _control = this.control.lock().await;
+            let channels: Vec<String> = lock_subscribers(&this.subscribers)
+                .keys()
+                .cloned()
+                .collect();
+            if !channels.is_empty() {
+                if let Err(e) = fresh.subscribe(&channels).await {
+                    tracing::warn!(error = %e, "resubscribing entry channels failed; retrying");
+                    continue;
+                }
+            }
+            *this.conn.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+            for mailbox in lock_subscribers(&this.subscribers).values().flatten() {
+                let _ = mailbox.send(DocCommand::CatchUp);
+            }
+            tracing::info!(
+                entries = channels.len(),
+                "Redis connection replicating entries restored"
+            );
+            break;
+        }
+    }
+}
+
+/// A connection for receiving, named (`CLIENT SETNAME`) so an operator can tell
+/// which node's it is.
+async fn subscriber(
+    client: &redis::Client,
+    config: &redis::AsyncConnectionConfig,
+    name: &str,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(config)
+        .await?;
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(name)
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
+fn lock_subscribers(
+    subscribers: &Subscribers,
+) -> std::sync::MutexGuard<'_, HashMap<String, Vec<mpsc::UnboundedSender<DocCommand>>>> {
+    subscribers.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Publishes queued messages in order, pipelining whatever queued up meanwhile, on a
+/// connection replaced when it fails.
 async fn publish_all(
-    mut conn: redis::aio::MultiplexedConnection,
+    client: redis::Client,
+    conn: redis::aio::MultiplexedConnection,
     mut queued: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
 ) {
+    let mut conn = Some(conn);
     let mut batch = Vec::new();
     while queued.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let mut pipe = redis::pipe();
@@ -355,14 +459,20 @@ async fn publish_all(
         // A replica that misses an update lacks it until its members resync or it
         // reloads, so retry a while before giving up on the batch.
         for attempt in 0..5 {
-            match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "publishing replica messages failed");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+            if conn.is_none() {
+                conn = client.get_multiplexed_async_connection().await.ok();
+            }
+            if let Some(c) = conn.as_mut() {
+                match pipe.query_async::<()>(c).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, attempt, "publishing replica messages failed");
+                        conn = None;
+                    }
                 }
             }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
         }
     }
 }

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import * as awarenessProtocol from 'y-protocols/awareness';
 import {
   startCluster,
+  REDIS_URL,
   tokenFor,
   seedUsers,
   seedEntry,
@@ -20,6 +21,8 @@ import {
 import { MainYjsEditor, ySocketIoEditor, Y } from './lib/yjs-clients.mjs';
 import { DeltaClient } from './lib/delta-client.mjs';
 import pg from 'pg';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 
 // A short heartbeat, so a dead node's viewers drop out (three missed) within the test;
 // a high rate limit, because editors here send many events.
@@ -302,6 +305,42 @@ test('a delta client on one node and a Yjs client on another converge', async ()
     assert.equal(state.content, y.text.toString());
     d.socket.close();
     y.close();
+  } finally {
+    await f.close();
+  }
+});
+
+/** Closes, from Redis's side, every connection the cluster's replicas receive on. */
+async function killReplicaConnections(prefix) {
+  const redis = (...args) => promisify(execFile)('redis-cli', ['-u', REDIS_URL, ...args]);
+  const { stdout } = await redis('CLIENT', 'LIST');
+  const ids = stdout
+    .split('\n')
+    .filter((line) => line.includes(` name=${prefix}:replica:`))
+    .map((line) => line.match(/^id=(\d+)/)[1]);
+  for (const id of ids) await redis('CLIENT', 'KILL', 'ID', id);
+  return ids.length;
+}
+
+test('replicas that lose their Redis connection reconnect and catch up on what they missed', async () => {
+  const f = await setup({ size: 2 });
+  try {
+    const a = await f.editor('alice', 0);
+    const b = await f.editor('bob', 1);
+    a.text.insert(0, 'before ');
+    await converged([a.doc, b.doc], 'the first edit to cross');
+    assert.equal(await killReplicaConnections(f.cluster.prefix), 2);
+    // Edits made now are published while nobody listens; they are in the database.
+    await Promise.all([randomEdits(a.text, 20, 'a'), randomEdits(b.text, 20, 'b')]);
+    assert.ok((await a.settled()).every((ack) => ack.ok));
+    assert.ok((await b.settled()).every((ack) => ack.ok));
+    await converged([a.doc, b.doc], 'both editors to converge after the reconnect');
+    // And the channel works again.
+    a.text.insert(0, 'after ');
+    await converged([a.doc, b.doc], 'an edit after the reconnect to cross');
+    assert.ok(b.text.toString().startsWith('after '));
+    a.close();
+    b.close();
   } finally {
     await f.close();
   }

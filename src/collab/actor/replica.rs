@@ -4,11 +4,12 @@
 
 use bytes::Bytes;
 
-use super::{DocActor, Viewer, COMPACT_AFTER_ROWS};
+use super::{rebuild, DocActor, Viewer, COMPACT_AFTER_ROWS};
 use crate::cluster::node::NodeId;
 use crate::collab::awareness::Owner;
 use crate::collab::doc::{Applied, DocError};
 use crate::collab::replication::Message;
+use crate::error::AppError;
 use crate::ids::UserId;
 
 impl DocActor {
@@ -49,7 +50,7 @@ impl DocActor {
                 update: effective,
                 delta,
             }) => {
-                self.relay_change(None, user, &Bytes::from(effective), &delta);
+                self.relay_change(None, Some(user), &Bytes::from(effective), &delta);
                 self.text_dirty = true;
             }
             Ok(Applied::Pending | Applied::Unchanged) => {}
@@ -63,6 +64,38 @@ impl DocActor {
         }
         if self.rows_since_snapshot >= COMPACT_AFTER_ROWS {
             self.compact();
+        }
+    }
+
+    /// After messages from other replicas may have been lost (the Redis connection
+    /// was replaced): applies and relays whatever the database holds that this replica
+    /// lacks, and re-announces this node's viewers.
+    pub(super) async fn catch_up(&mut self) {
+        let stored = match self.store.load_doc(self.entry).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(entry = %self.entry, error = %e, "catching up from storage failed");
+                return;
+            }
+        };
+        let missing = rebuild(&stored, &[]).and_then(|doc| {
+            doc.diff_since(&self.doc.state_vector())
+                .map_err(|e| AppError::internal(e.to_string()))
+        });
+        match missing.map(|update| self.doc.apply_update(&update)) {
+            Ok(Ok(Applied::Changed {
+                update: effective,
+                delta,
+            })) => {
+                self.relay_change(None, None, &Bytes::from(effective), &delta);
+                self.text_dirty = true;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(entry = %self.entry, error = %e, "catching up failed"),
+            Err(e) => tracing::warn!(entry = %self.entry, code = %e.code, "catching up failed"),
+        }
+        if !self.members.is_empty() {
+            self.publish_viewers();
         }
     }
 
