@@ -333,6 +333,18 @@ fn rebuild(stored: &StoredDoc, uncommitted: &[LoggedUpdate]) -> Result<EntryDoc,
 /// What a compaction stores: the stored doc with this replica's state (`own`, at
 /// `version`) merged in, so nothing either holds is lost.
 fn fold(own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
+    // Decoding and encoding a whole doc is CPU work: keep other tasks on this worker
+    // running meanwhile (where the runtime allows it).
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| fold_now(own, version, stored))
+    } else {
+        fold_now(own, version, stored)
+    }
+}
+
+fn fold_now(own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
     let mut doc = rebuild(stored, &[]).map_err(|e| e.message)?;
     doc.restore(own).map_err(|e| e.to_string())?;
     if doc.has_pending() {
