@@ -51,11 +51,18 @@ impl Application {
         // Install the recorder before anything records.
         telemetry::metrics_handle();
         let store = store::open(&settings).await?;
+        // One id for everything this process files under its name in Redis.
+        let node_id = cluster::NodeId::random();
         let node = match settings.redis_url.as_deref() {
             Some(url) => Some(
-                cluster::NodeLink::connect(url, &settings.redis_prefix, settings.stale_timeout)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?,
+                cluster::NodeLink::connect(
+                    url,
+                    &settings.redis_prefix,
+                    settings.stale_timeout,
+                    node_id,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?,
             ),
             // Only a single process may take every presence row as left over.
             None => {
@@ -76,7 +83,10 @@ impl Application {
         let driver = cluster::NodeDriver::connect(settings.redis_url.as_deref())
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?;
-        let state = AppState::new(settings, store, keys, node);
+        let replication = collab::replication::connect(&settings, node_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?;
+        let state = AppState::new(settings, store, keys, node, replication);
         let socket_layer = realtime::build(&state, driver).await?;
         let router = http::router(state.clone())
             .layer(socket_layer)

@@ -6,6 +6,7 @@ use crate::cluster::{NodeLink, SocketIo};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
+use crate::collab::replication::Replication;
 use crate::collab::Collab;
 use crate::config::Settings;
 use crate::connections::ConnectionRegistry;
@@ -53,6 +54,7 @@ impl AppState {
         store: Arc<dyn Store>,
         keys: JwtKeys,
         node: Option<NodeLink>,
+        replication: Arc<dyn Replication>,
     ) -> Self {
         let io = Arc::new(OnceLock::new());
         let fanout = Arc::new(SocketIoFanout::new(io.clone()));
@@ -76,7 +78,7 @@ impl AppState {
             notifications: NotificationService::new(store.clone(), fanout),
             limiter,
             connections,
-            collab: Collab::start(store.clone()),
+            collab: Collab::start(store.clone(), replication),
             presence,
             node,
             shutdown: CancellationToken::new(),

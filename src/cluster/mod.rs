@@ -5,4 +5,4 @@ mod adapter;
 pub mod node;
 
 pub use adapter::{resp3_client, Adapter, NodeDriver, SocketIo, SocketRef};
-pub use node::NodeLink;
+pub use node::{NodeId, NodeLink};

@@ -12,7 +12,26 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A node's id, random per process start: a restarted node is a new node, so nothing
+/// another node remembers about the old one (viewers, awareness) is mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeId(Uuid);
+
+impl NodeId {
+    pub fn random() -> Self {
+        NodeId(Uuid::new_v4())
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// One node's handle on the cluster's shared Redis state. Cheap to clone.
 #[derive(Clone)]
@@ -24,18 +43,19 @@ pub struct NodeLink {
 }
 
 impl NodeLink {
-    /// Connects to `url` with a fresh random node id. `stale_timeout` bounds how long a
-    /// dead node's share of the shared state may outlive it.
+    /// Connects to `url` as node `id`. `stale_timeout` bounds how long a dead node's
+    /// share of the shared state may outlive it.
     pub async fn connect(
         url: &str,
         prefix: &str,
         stale_timeout: Duration,
+        id: NodeId,
     ) -> Result<Self, redis::RedisError> {
         let conn = super::resp3_client(url)?
             .get_multiplexed_async_connection()
             .await?;
         let link = Self {
-            node: uuid::Uuid::new_v4().simple().to_string(),
+            node: id.0.simple().to_string(),
             prefix: prefix.to_owned(),
             conn,
             liveness_ttl: (stale_timeout / 2)
@@ -146,7 +166,7 @@ pub(crate) async fn test_links(n: usize) -> Vec<NodeLink> {
     let mut links = Vec::new();
     for _ in 0..n {
         links.push(
-            NodeLink::connect(&url, &prefix, Duration::from_secs(2))
+            NodeLink::connect(&url, &prefix, Duration::from_secs(2), NodeId::random())
                 .await
                 .expect("the unit tests need Redis on REDIS_URL"),
         );

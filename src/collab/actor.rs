@@ -11,6 +11,14 @@
 //! An update yrs keeps pending (missing dependencies) is logged like any other, so the
 //! doc reloads exactly as it was. The actor unloads once the last member has left and
 //! every update is committed.
+//!
+//! In a cluster every node with members of the entry runs such an actor (a replica);
+//! each committed update, cursor, typing and awareness change, and the node's viewers,
+//! go to the other replicas through [`super::replication`], which apply them (without
+//! committing them again) and relay them to their own members. Each replica counts
+//! versions itself, one per change it applies (local or remote), starting from the
+//! highest stored version when it loads: consecutive on each node, as delta clients
+//! need, and close across nodes, since every node applies every change once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,22 +26,26 @@ use std::time::Duration;
 
 use crate::cluster::SocketRef;
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
-use super::awareness::AwarenessStates;
+use super::awareness::{AwarenessStates, Owner};
 use super::cursors::{CursorView, Cursors, Position, Selection};
 use super::delta::{QuillDelta, QuillOp};
 use super::doc::{Applied, DocError, EntryDoc};
 use super::persist::{Persister, Write};
 use super::registry::Registry;
+use super::replication::{Message, Replication};
+use crate::cluster::node::NodeId;
 use crate::error::AppError;
 use crate::ids::{EntryId, UserId};
 use crate::realtime::reply::{Outcome, Reply};
-use crate::store::{EntryRole, LoggedUpdate, Snapshot, Store, StoredDoc};
+use crate::store::{Compaction, EntryRole, Folded, LoggedUpdate, Store, StoredDoc};
+
+mod replica;
 
 /// An unrefreshed `typing: true` lapses after this long (PROTOCOL.md 5.1).
 const TYPING_LAPSE: Duration = Duration::from_secs(5);
@@ -82,7 +94,7 @@ pub struct Member {
 }
 
 /// One row of `current_viewers`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Viewer {
     pub user_id: UserId,
@@ -177,9 +189,17 @@ pub enum DocCommand {
     Committed {
         upto_seq: i64,
     },
+    /// `None`: the compaction failed.
     CompactionDone {
-        ok: bool,
+        outcome: Option<Compaction>,
     },
+    /// What another node's replica of the entry applied or saw.
+    Replica {
+        origin: NodeId,
+        message: Message,
+    },
+    /// Messages from other replicas may have been lost: catch up from the database.
+    CatchUp,
     TextSaved,
     /// The server is stopping: members are gone without leaving; flush and unload.
     Shutdown,
@@ -190,6 +210,9 @@ struct DocActor {
     entry: EntryId,
     store: Arc<dyn Store>,
     persister: Persister,
+    replication: Arc<dyn Replication>,
+    /// Other nodes' viewers of the entry, and when each node last announced them.
+    remote_viewers: HashMap<NodeId, (Vec<Viewer>, tokio::time::Instant)>,
     mailbox: mpsc::UnboundedSender<DocCommand>,
     doc: EntryDoc,
     awareness: AwarenessStates,
@@ -201,8 +224,9 @@ struct DocActor {
     committed_seq: i64,
     /// Acks waiting for their `seq` to commit, in `seq` order.
     acks: VecDeque<(i64, u64, oneshot::Sender<Outcome>)>,
-    /// Submitted but not yet committed, to rebuild the doc if yrs ever panics.
-    uncommitted: VecDeque<LoggedUpdate>,
+    /// Submitted but not yet committed (and who made each): to rebuild the doc if yrs
+    /// ever panics, and to publish to the other replicas once committed.
+    uncommitted: VecDeque<(LoggedUpdate, UserId)>,
     rows_since_snapshot: usize,
     compacting: bool,
     text_dirty: bool,
@@ -214,10 +238,18 @@ pub async fn run(
     entry: EntryId,
     store: Arc<dyn Store>,
     persister: Persister,
+    replication: Arc<dyn Replication>,
     registry: Registry,
     mailbox: mpsc::UnboundedSender<DocCommand>,
     mut rx: mpsc::UnboundedReceiver<DocCommand>,
 ) {
+    // Subscribe before loading: whatever other replicas commit from now on either is
+    // in the load or arrives here (or both: applying an update twice changes nothing).
+    if let Err(e) = replication.subscribe(entry, mailbox.clone()).await {
+        tracing::error!(%entry, error = %e, "cannot follow the entry's other replicas");
+        registry.remove(entry, &mailbox);
+        return;
+    }
     let loaded = match store.load_doc(entry).await {
         Ok(stored) => rebuild(&stored, &[]).map(|doc| (doc, stored)),
         Err(e) => Err(AppError::internal(e)),
@@ -227,15 +259,17 @@ pub async fn run(
         Err(error) => {
             tracing::error!(%entry, code = %error.code, "could not load entry doc");
             registry.remove(entry, &mailbox);
+            replication.unsubscribe(entry, &mailbox).await;
             // Queued requests see their reply channel close and answer SERVER_ERROR.
             return;
         }
     };
     let last_seq = stored
         .updates
-        .last()
+        .iter()
         .map(|u| u.seq)
-        .or(stored.snapshot.as_ref().map(|s| s.upto_seq))
+        .chain(stored.snapshot.as_ref().map(|s| s.upto_seq))
+        .max()
         .unwrap_or(0);
     metrics::counter!("diary_doc_loads_total").increment(1);
     metrics::gauge!("diary_docs_loaded").increment(1.0);
@@ -244,6 +278,8 @@ pub async fn run(
         entry,
         store,
         persister,
+        replication: replication.clone(),
+        remote_viewers: HashMap::new(),
         mailbox: mailbox.clone(),
         doc,
         awareness: AwarenessStates::new(),
@@ -260,6 +296,8 @@ pub async fn run(
         saving_text: false,
     };
     let mut text_timer = tokio::time::interval(TEXT_SAVE_INTERVAL);
+    let clustered = replication.clustered();
+    let mut announce_timer = tokio::time::interval(replication.liveness().announce_every);
     loop {
         let typing_lapse = actor.typing.values().min().copied();
         tokio::select! {
@@ -270,12 +308,17 @@ pub async fn run(
             _ = text_timer.tick() => actor.save_text_if_dirty(),
             _ = tokio::time::sleep_until(typing_lapse.unwrap_or_else(tokio::time::Instant::now)),
                 if typing_lapse.is_some() => actor.lapse_typing(),
+            _ = announce_timer.tick(), if clustered => actor.heartbeat(),
         }
         if actor.is_idle() && registry.remove_if_idle(entry, &mailbox, &rx) {
             break;
         }
     }
     actor.finish().await;
+    if clustered {
+        actor.publish_viewers();
+    }
+    replication.unsubscribe(entry, &mailbox).await;
     metrics::gauge!("diary_docs_loaded").decrement(1.0);
     tracing::debug!(%entry, "doc unloaded");
 }
@@ -294,6 +337,34 @@ fn rebuild(stored: &StoredDoc, uncommitted: &[LoggedUpdate]) -> Result<EntryDoc,
     }
     doc.set_version(u64::try_from(version).unwrap_or(0));
     Ok(doc)
+}
+
+/// What a compaction stores: the stored doc with this replica's state (`own`, at
+/// `version`) merged in, so nothing either holds is lost.
+fn fold(own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
+    // Decoding and encoding a whole doc is CPU work: keep other tasks on this worker
+    // running meanwhile (where the runtime allows it).
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| fold_now(own, version, stored))
+    } else {
+        fold_now(own, version, stored)
+    }
+}
+
+fn fold_now(own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
+    let mut doc = rebuild(stored, &[]).map_err(|e| e.message)?;
+    doc.restore(own).map_err(|e| e.to_string())?;
+    if doc.has_pending() {
+        // The snapshot would drop what is pending: keep the log as it is.
+        return Err("the log has updates with missing dependencies".into());
+    }
+    Ok(Folded {
+        state: Bytes::from(doc.encode_full()),
+        version: i64::try_from(doc.version().max(version)).unwrap_or(i64::MAX),
+        text: doc.text(),
+    })
 }
 
 #[derive(Serialize)]
@@ -337,6 +408,7 @@ impl DocActor {
                     let _ = tokio::time::timeout(JOIN_ACK_WAIT, delivered).await;
                 }
                 self.announce_viewers();
+                self.publish_viewers();
             }
             DocCommand::Leave { member } => self.leave(&member),
             DocCommand::SyncStep1 {
@@ -385,16 +457,23 @@ impl DocActor {
                 });
             }
             DocCommand::Committed { upto_seq } => self.committed(upto_seq),
-            DocCommand::CompactionDone { ok } => {
+            DocCommand::CompactionDone { outcome } => {
                 self.compacting = false;
-                if !ok {
+                match outcome {
                     // Retry later; the log just stays longer meanwhile.
-                    self.rows_since_snapshot = COMPACT_AFTER_ROWS / 2;
-                } else if self.rows_since_snapshot >= COMPACT_AFTER_ROWS {
+                    None => self.rows_since_snapshot = COMPACT_AFTER_ROWS / 2,
                     // Edits kept coming while it ran.
-                    self.compact();
+                    Some(Compaction::Done) if self.rows_since_snapshot >= COMPACT_AFTER_ROWS => {
+                        self.compact()
+                    }
+                    Some(Compaction::Busy) => {
+                        tracing::debug!(entry = %self.entry, "another process is compacting; it folds our rows too");
+                    }
+                    Some(Compaction::Done) => {}
                 }
             }
+            DocCommand::Replica { origin, message } => self.replica(origin, message).await,
+            DocCommand::CatchUp => self.catch_up().await,
             DocCommand::TextSaved => self.saving_text = false,
             DocCommand::Shutdown => self.members.clear(),
         }
@@ -488,14 +567,14 @@ impl DocActor {
                 delta,
             }) => {
                 let effective = Bytes::from(effective);
-                let seq = self.log(raw.unwrap_or_else(|| effective.clone()));
-                self.relay_change(from, editor, &effective, &delta);
+                let seq = self.log(raw.unwrap_or_else(|| effective.clone()), editor);
+                self.relay_change(Some(from), Some(editor), &effective, &delta);
                 self.text_dirty = true;
                 self.ack_when_committed(seq, reply);
             }
             Ok(Applied::Pending) => {
                 let seq = match raw {
-                    Some(raw) => self.log(raw),
+                    Some(raw) => self.log(raw, editor),
                     None => self.next_seq - 1,
                 };
                 self.ack_when_committed(seq, reply);
@@ -515,6 +594,25 @@ impl DocActor {
             return Err(AppError::access_denied());
         };
         let user = member.user;
+        self.move_cursor(Some(from), user, position, selection);
+        self.replication.publish(
+            self.entry,
+            Message::Cursor {
+                user,
+                position,
+                selection,
+            },
+        );
+        Reply::ok()
+    }
+
+    fn move_cursor(
+        &mut self,
+        from: Option<&MemberId>,
+        user: UserId,
+        position: Position,
+        selection: Selection,
+    ) {
         self.cursors.set(&self.doc, user, position, selection);
         let payload = json!({
             "entryId": self.entry,
@@ -524,7 +622,6 @@ impl DocActor {
             "timestamp": chrono::Utc::now(),
         });
         self.to_main_members_except(from, "entry_cursor_move", &payload);
-        Reply::ok()
     }
 
     fn set_typing(&mut self, from: &MemberId, is_typing: bool) -> Outcome {
@@ -532,6 +629,13 @@ impl DocActor {
             return Err(AppError::access_denied());
         };
         let user = member.user;
+        self.typing_changed(Some(from), user, is_typing);
+        self.replication
+            .publish(self.entry, Message::Typing { user, is_typing });
+        Reply::ok()
+    }
+
+    fn typing_changed(&mut self, from: Option<&MemberId>, user: UserId, is_typing: bool) {
         if is_typing {
             self.typing
                 .insert(user, tokio::time::Instant::now() + TYPING_LAPSE);
@@ -540,7 +644,6 @@ impl DocActor {
         }
         let payload = json!({ "entryId": self.entry, "userId": user, "isTyping": is_typing });
         self.to_main_members_except(from, "typing", &payload);
-        Reply::ok()
     }
 
     /// Tells the room that users whose `typing: true` was not refreshed stopped.
@@ -565,11 +668,16 @@ impl DocActor {
         }
     }
 
-    fn to_main_members_except(&self, from: &MemberId, event: &str, payload: &serde_json::Value) {
+    fn to_main_members_except(
+        &self,
+        from: Option<&MemberId>,
+        event: &str,
+        payload: &serde_json::Value,
+    ) {
         for member in self
             .members
             .values()
-            .filter(|m| m.mode != Mode::YSocketIo && m.id != *from)
+            .filter(|m| m.mode != Mode::YSocketIo && Some(&m.id) != from)
         {
             let _ = member.socket.emit(event, payload);
         }
@@ -577,7 +685,11 @@ impl DocActor {
 
     /// Replaces a doc yrs panicked on by a fresh one from storage plus what is in flight.
     async fn recover(&mut self) {
-        let uncommitted: Vec<LoggedUpdate> = self.uncommitted.iter().cloned().collect();
+        let uncommitted: Vec<LoggedUpdate> = self
+            .uncommitted
+            .iter()
+            .map(|(row, _)| row.clone())
+            .collect();
         let version = self.doc.version();
         match self.store.load_doc(self.entry).await {
             Ok(stored) => match rebuild(&stored, &uncommitted) {
@@ -591,8 +703,9 @@ impl DocActor {
         }
     }
 
-    /// Queues an update for commit; returns its `seq`.
-    fn log(&mut self, payload: Bytes) -> i64 {
+    /// Queues an update by `editor` for commit; returns its `seq` (this actor's ticket:
+    /// acks follow commits in ticket order).
+    fn log(&mut self, payload: Bytes, editor: UserId) -> i64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         let row = LoggedUpdate {
@@ -601,7 +714,7 @@ impl DocActor {
             version: i64::try_from(self.doc.version()).unwrap_or(i64::MAX),
             payload,
         };
-        self.uncommitted.push_back(row.clone());
+        self.uncommitted.push_back((row.clone(), editor));
         self.persister.submit(Write {
             row,
             notify: self.mailbox.clone(),
@@ -626,8 +739,21 @@ impl DocActor {
         let newly = usize::try_from(upto_seq - self.committed_seq).unwrap_or(0);
         self.committed_seq = upto_seq;
         self.rows_since_snapshot += newly;
-        while self.uncommitted.front().is_some_and(|r| r.seq <= upto_seq) {
-            self.uncommitted.pop_front();
+        // Stored now, so other replicas may build on it.
+        while self
+            .uncommitted
+            .front()
+            .is_some_and(|(r, _)| r.seq <= upto_seq)
+        {
+            if let Some((row, user)) = self.uncommitted.pop_front() {
+                self.replication.publish(
+                    self.entry,
+                    Message::Update {
+                        user,
+                        update: row.payload,
+                    },
+                );
+            }
         }
         while self
             .acks
@@ -643,9 +769,9 @@ impl DocActor {
         }
     }
 
-    /// Folds the committed log into a snapshot on a separate task. The snapshot may
-    /// also hold updates still in flight: harmless, since applying an update twice is
-    /// a no-op, and it only makes the snapshot more complete.
+    /// Folds the stored log into a snapshot on a separate task. The snapshot also takes
+    /// this replica's state, which may hold updates still in flight: harmless, since
+    /// applying an update twice is a no-op, and it only makes the snapshot more complete.
     fn compact(&mut self) {
         if self.compacting || self.doc.has_pending() {
             return;
@@ -653,22 +779,21 @@ impl DocActor {
         self.compacting = true;
         self.rows_since_snapshot = 0;
         self.text_dirty = false;
-        let snapshot = Snapshot {
-            upto_seq: self.committed_seq,
-            version: i64::try_from(self.doc.version()).unwrap_or(i64::MAX),
-            state: Bytes::from(self.doc.encode_full()),
-        };
-        let text = self.doc.text();
+        let own = self.doc.encode_full();
+        let version = self.doc.version();
         let (store, entry, mailbox) = (self.store.clone(), self.entry, self.mailbox.clone());
         tokio::spawn(async move {
-            let ok = match store.compact(entry, &snapshot, &text).await {
-                Ok(()) => true,
+            let outcome = match store
+                .compact(entry, &move |stored| fold(&own, version, stored))
+                .await
+            {
+                Ok(outcome) => Some(outcome),
                 Err(e) => {
                     tracing::warn!(%entry, error = %e, "compaction failed");
-                    false
+                    None
                 }
             };
-            let _ = mailbox.send(DocCommand::CompactionDone { ok });
+            let _ = mailbox.send(DocCommand::CompactionDone { outcome });
         });
     }
 
@@ -693,11 +818,16 @@ impl DocActor {
         if !self.members.contains_key(from) {
             return Err(AppError::access_denied());
         }
-        self.awareness
-            .apply(from, &update)
+        let changed = self
+            .awareness
+            .apply(&Owner::Member(from.clone()), &update)
             .map_err(|e| AppError::validation(e.to_string()))?;
         for member in self.members.values().filter(|m| m.id != *from) {
             self.send_awareness(member, &update);
+        }
+        if changed {
+            self.replication
+                .publish(self.entry, Message::Awareness { update });
         }
         Reply::ok()
     }
@@ -719,8 +849,35 @@ impl DocActor {
         let Some(left) = self.members.remove(id) else {
             return;
         };
-        let user = left.user;
-        if !self.members.values().any(|m| m.user == user) {
+        self.forget_absent([left.user]);
+        if let Some(removal) = self.awareness.remove(&Owner::Member(id.clone())) {
+            let removal = Bytes::from(removal);
+            for member in self.members.values() {
+                self.send_awareness(member, &removal);
+            }
+            self.replication
+                .publish(self.entry, Message::Awareness { update: removal });
+        }
+        self.announce_viewers();
+        self.publish_viewers();
+    }
+
+    /// Whether `user` still has a socket in the entry on any node.
+    fn present(&self, user: UserId) -> bool {
+        self.members.values().any(|m| m.user == user)
+            || self
+                .remote_viewers
+                .values()
+                .any(|(viewers, _)| viewers.iter().any(|v| v.user_id == user))
+    }
+
+    /// Clears the cursor and typing state of those `users` whose last socket anywhere
+    /// is gone.
+    fn forget_absent(&mut self, users: impl IntoIterator<Item = UserId>) {
+        for user in users {
+            if self.present(user) {
+                continue;
+            }
             self.typing.remove(&user);
             // Sent whether or not the user moved a cursor here (PROTOCOL.md 5.1: "when a
             // user's last socket leaves"): a client may show a cursor it learnt elsewhere
@@ -729,19 +886,19 @@ impl DocActor {
             let payload = json!({ "entryId": self.entry, "userId": user });
             self.to_main_members("entry_cursor_clear", &payload);
         }
-        if let Some(removal) = self.awareness.remove_member(id) {
-            let removal = Bytes::from(removal);
-            for member in self.members.values() {
-                self.send_awareness(member, &removal);
-            }
-        }
-        self.announce_viewers();
     }
 
-    /// Sends a change to every other member, in the one form each expects.
-    fn relay_change(&self, from: &MemberId, editor: UserId, update: &Bytes, delta: &QuillDelta) {
+    /// Sends a change to every other member, in the one form each expects. `editor` is
+    /// unknown (`userId: null`) only for what a replica catches up on from storage.
+    fn relay_change(
+        &self,
+        from: Option<&MemberId>,
+        editor: Option<UserId>,
+        update: &Bytes,
+        delta: &QuillDelta,
+    ) {
         let mut edit = None;
-        for member in self.members.values().filter(|m| m.id != *from) {
+        for member in self.members.values().filter(|m| Some(&m.id) != from) {
             let sent = match member.mode {
                 Mode::Yjs => member.socket.emit(
                     "entry_update",
@@ -774,8 +931,22 @@ impl DocActor {
         }
     }
 
-    /// One row per user, whatever the number of their sockets.
+    /// One row per user, whatever the number of their sockets and nodes.
     fn viewers(&self) -> Vec<Viewer> {
+        let mut viewers = self.local_viewers();
+        for (remote, _) in self.remote_viewers.values() {
+            for viewer in remote {
+                if !viewers.iter().any(|v| v.user_id == viewer.user_id) {
+                    viewers.push(viewer.clone());
+                }
+            }
+        }
+        viewers.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        viewers
+    }
+
+    /// This node's members, one row per user.
+    fn local_viewers(&self) -> Vec<Viewer> {
         let mut viewers: Vec<Viewer> = Vec::new();
         for member in self.members.values() {
             if !viewers.iter().any(|v| v.user_id == member.user) {
@@ -786,8 +957,17 @@ impl DocActor {
                 });
             }
         }
-        viewers.sort_by(|a, b| a.display_name.cmp(&b.display_name));
         viewers
+    }
+
+    /// Tells the other replicas who is here (nobody, once the last member left).
+    fn publish_viewers(&self) {
+        self.replication.publish(
+            self.entry,
+            Message::Viewers {
+                viewers: self.local_viewers(),
+            },
+        );
     }
 
     fn announce_viewers(&self) {
@@ -802,20 +982,27 @@ impl DocActor {
             && !self.saving_text
     }
 
-    /// Last writes before unloading: the plain text, and a snapshot when the log grew.
+    /// Last writes before unloading: a snapshot when the log grew, else the plain text.
     async fn finish(&mut self) {
         let text = self.doc.text();
-        let version = i64::try_from(self.doc.version()).unwrap_or(i64::MAX);
+        let version = self.doc.version();
         if self.rows_since_snapshot > 0 && !self.doc.has_pending() {
-            let snapshot = Snapshot {
-                upto_seq: self.committed_seq,
-                version,
-                state: Bytes::from(self.doc.encode_full()),
-            };
-            if let Err(e) = self.store.compact(self.entry, &snapshot, &text).await {
-                tracing::warn!(entry = %self.entry, error = %e, "final compaction failed");
+            let own = self.doc.encode_full();
+            match self
+                .store
+                .compact(self.entry, &move |stored| fold(&own, version, stored))
+                .await
+            {
+                Ok(Compaction::Done) => return,
+                // Another node is compacting; the text is still ours to save.
+                Ok(Compaction::Busy) => {}
+                Err(e) => {
+                    tracing::warn!(entry = %self.entry, error = %e, "final compaction failed")
+                }
             }
-        } else if let Err(e) = self.store.save_text(self.entry, &text, version).await {
+        }
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        if let Err(e) = self.store.save_text(self.entry, &text, version).await {
             tracing::warn!(entry = %self.entry, error = %e, "saving entry text failed");
         }
     }

@@ -1,6 +1,7 @@
 //! Awareness (cursors, names, selections of Yjs editors) for one entry: the latest
-//! state per Yjs client id, and which member sent it, so a member's states can be
-//! removed, and the removal broadcast, when it leaves.
+//! state per Yjs client id, and who sent it (a local member, or another node), so a
+//! member's states can be removed, and the removal broadcast, when it leaves, and a
+//! dead node's when it goes quiet.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -12,10 +13,19 @@ use yrs::{ClientID, Doc};
 
 use super::actor::MemberId;
 use super::doc::DocError;
+use crate::cluster::node::NodeId;
+
+/// Where awareness states came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    Member(MemberId),
+    /// Relayed by another node's replica.
+    Node(NodeId),
+}
 
 pub struct AwarenessStates {
     awareness: Awareness,
-    owners: HashMap<ClientID, MemberId>,
+    owners: HashMap<ClientID, Owner>,
 }
 
 impl AwarenessStates {
@@ -28,28 +38,37 @@ impl AwarenessStates {
         }
     }
 
-    /// Applies a y-protocols awareness update sent by `from`. Returns whether it was
-    /// well-formed (only then is it relayed).
-    pub fn apply(&mut self, from: &MemberId, bytes: &[u8]) -> Result<(), DocError> {
+    /// Applies a y-protocols awareness update sent by `from`. Returns whether it
+    /// changed any state; an error if it is malformed (only a well-formed update is
+    /// relayed). `from` owns the states it changed, not those it merely repeated: a
+    /// y-socket.io client echoes the states it receives, and must not take them over.
+    pub fn apply(&mut self, from: &Owner, bytes: &[u8]) -> Result<bool, DocError> {
         let update = catch_unwind(|| AwarenessUpdate::decode_v1(bytes))
             .map_err(|_| DocError::MalformedUpdate)?
             .map_err(|_| DocError::MalformedUpdate)?;
-        let clients: Vec<ClientID> = update.clients.keys().copied().collect();
-        catch_unwind(AssertUnwindSafe(|| self.awareness.apply_update(update)))
-            .map_err(|_| DocError::MalformedUpdate)?
-            .map_err(|_| DocError::MalformedUpdate)?;
-        for client in clients {
-            self.owners.insert(client, from.clone());
+        let summary = catch_unwind(AssertUnwindSafe(|| {
+            self.awareness.apply_update_summary(update)
+        }))
+        .map_err(|_| DocError::MalformedUpdate)?
+        .map_err(|_| DocError::MalformedUpdate)?;
+        let Some(summary) = summary else {
+            return Ok(false);
+        };
+        for client in summary.added.iter().chain(&summary.updated) {
+            self.owners.insert(*client, from.clone());
         }
-        Ok(())
+        for client in &summary.removed {
+            self.owners.remove(client);
+        }
+        Ok(true)
     }
 
-    /// Removes every state `member` sent; returns the encoded removal to broadcast.
-    pub fn remove_member(&mut self, member: &MemberId) -> Option<Vec<u8>> {
+    /// Removes every state `owner` sent; returns the encoded removal to broadcast.
+    pub fn remove(&mut self, owner: &Owner) -> Option<Vec<u8>> {
         let clients: Vec<ClientID> = self
             .owners
             .iter()
-            .filter(|(_, owner)| *owner == member)
+            .filter(|(_, o)| *o == owner)
             .map(|(client, _)| *client)
             .collect();
         if clients.is_empty() {

@@ -8,6 +8,7 @@ pub mod delta;
 pub mod doc;
 mod persist;
 mod registry;
+pub mod replication;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,10 +25,12 @@ use actor::{ContentView, DocCommand, Edit, Joined, Member, MemberId};
 use cursors::{Position, Selection};
 use persist::Persister;
 use registry::Registry;
+use replication::Replication;
 
 /// The collaboration service shared by all handlers.
 pub struct Collab {
     store: Arc<dyn Store>,
+    replication: Arc<dyn Replication>,
     registry: Registry,
     /// `None` once shutting down.
     persister: Mutex<Option<Persister>>,
@@ -36,11 +39,13 @@ pub struct Collab {
 }
 
 impl Collab {
-    /// Starts the group committer; actors start on demand.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Starts the group committer; actors start on demand, each replicating through
+    /// `replication`.
+    pub fn start(store: Arc<dyn Store>, replication: Arc<dyn Replication>) -> Self {
         let (persister, committer) = Persister::start(store.clone());
         Collab {
             store,
+            replication,
             registry: Registry::default(),
             persister: Mutex::new(Some(persister)),
             committer: Mutex::new(Some(committer)),
@@ -198,6 +203,7 @@ impl Collab {
                 entry,
                 self.store.clone(),
                 persister,
+                self.replication.clone(),
                 self.registry.clone(),
                 tx,
                 rx,

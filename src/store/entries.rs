@@ -8,8 +8,11 @@ use chrono::{DateTime, Utc};
 use super::StoreResult;
 use crate::ids::EntryId;
 
-/// One logged update. `seq` orders the log of an entry; `version` is the entry's
-/// version once the update is applied.
+/// One logged update. `seq` names the row: on PostgreSQL the database assigns it at
+/// insert from one sequence (several nodes write one entry's log), and the value given
+/// to [`EntryStore::append_updates`] is ignored; SQLite (one node) stores the writer's
+/// own. Order in the log does not matter for loading (the CRDT merges in any order).
+/// `version` is the writer's version of the entry once the update is applied.
 #[derive(Debug, Clone)]
 pub struct LoggedUpdate {
     pub entry: EntryId,
@@ -18,7 +21,9 @@ pub struct LoggedUpdate {
     pub payload: Bytes,
 }
 
-/// A compacted prefix of the log: the whole doc as one update.
+/// A compacted part of the log: the whole doc as one update. `upto_seq` is the highest
+/// `seq` folded into it, which orders snapshots; rows with a lower `seq` may still be in
+/// the log (committed after the compaction read it) and are loaded too.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub upto_seq: i64,
@@ -26,7 +31,7 @@ pub struct Snapshot {
     pub state: Bytes,
 }
 
-/// Everything needed to rebuild a doc: the newest snapshot and the log after it.
+/// Everything needed to rebuild a doc: the newest snapshot and every log row.
 #[derive(Debug, Clone, Default)]
 pub struct StoredDoc {
     pub snapshot: Option<Snapshot>,
@@ -37,7 +42,7 @@ pub struct StoredDoc {
 pub(crate) type DocRow = (i64, i64, Vec<u8>);
 
 impl StoredDoc {
-    /// Assembles what both backends read: the newest snapshot and the log after it.
+    /// Assembles what both backends read: the newest snapshot and the log rows.
     pub(crate) fn from_rows(entry: EntryId, snapshot: Option<DocRow>, log: Vec<DocRow>) -> Self {
         StoredDoc {
             snapshot: snapshot.map(|(upto_seq, version, state)| Snapshot {
@@ -58,6 +63,27 @@ impl StoredDoc {
     }
 }
 
+/// What a compaction writes, computed from what it read: the doc with every row read
+/// folded in.
+#[derive(Debug, Clone)]
+pub struct Folded {
+    pub state: Bytes,
+    pub version: i64,
+    pub text: String,
+}
+
+/// Folds the stored doc (newest snapshot and every log row, read inside the
+/// compaction's transaction) into one state. An error aborts the compaction.
+pub type Fold<'a> = &'a (dyn Fn(&StoredDoc) -> Result<Folded, String> + Send + Sync);
+
+/// Whether a compaction ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compaction {
+    Done,
+    /// Another process is compacting this entry right now.
+    Busy,
+}
+
 /// The plain-text view of an entry kept for the main app.
 #[derive(Debug, Clone)]
 pub struct EntryText {
@@ -73,10 +99,12 @@ pub trait EntryStore {
     /// Appends updates (of any entries) in one transaction: all or none.
     async fn append_updates(&self, updates: &[LoggedUpdate]) -> StoreResult<()>;
 
-    /// In one transaction: stores `snapshot`, deletes the log rows and older snapshots
-    /// it covers, and records `text`. Insert-then-delete, so a crash at any point
-    /// leaves a loadable doc.
-    async fn compact(&self, entry: EntryId, snapshot: &Snapshot, text: &str) -> StoreResult<()>;
+    /// In one transaction, skipped (`Busy`) while another process compacts the entry:
+    /// reads the newest snapshot and every log row, stores what `fold` makes of them
+    /// as the new snapshot, deletes exactly the rows read and the older snapshots, and
+    /// records the text. Rows another writer commits meanwhile are not read and so
+    /// survive. Insert-then-delete, so a crash at any point leaves a loadable doc.
+    async fn compact(&self, entry: EntryId, fold: Fold<'_>) -> StoreResult<Compaction>;
 
     /// Records the plain text of the entry at `version`.
     async fn save_text(&self, entry: EntryId, text: &str, version: i64) -> StoreResult<()>;

@@ -12,7 +12,9 @@ pub mod sqlite;
 use std::sync::Arc;
 
 pub use directory::{DirectoryStore, EntryRole, NewEntry, NewUser, Visibility};
-pub use entries::{EntryStore, EntryText, LoggedUpdate, Snapshot, StoredDoc};
+pub use entries::{
+    Compaction, EntryStore, EntryText, Fold, Folded, LoggedUpdate, Snapshot, StoredDoc,
+};
 pub use notifications::NotificationStore;
 pub use presence::PresenceStore;
 

@@ -5,7 +5,10 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::ids::EntryId;
 use crate::store::entries::DocRow;
-use crate::store::{EntryStore, EntryText, LoggedUpdate, Snapshot, StoreResult, StoredDoc};
+use crate::store::{
+    Compaction, EntryStore, EntryText, Fold, LoggedUpdate, StoreError, StoreResult, StoredDoc,
+};
+use sqlx::PgConnection;
 
 #[async_trait]
 impl EntryStore for PgStore {
@@ -15,24 +18,9 @@ impl EntryStore for PgStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .execute(&mut *tx)
             .await?;
-        let snapshot: Option<DocRow> = sqlx::query_as(
-            "SELECT upto_seq, version, state FROM entry_snapshots
-              WHERE entry_id = $1 ORDER BY upto_seq DESC LIMIT 1",
-        )
-        .bind(entry.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let after = snapshot.as_ref().map_or(0, |s| s.0);
-        let rows: Vec<DocRow> = sqlx::query_as(
-            "SELECT seq, version, payload FROM entry_updates
-              WHERE entry_id = $1 AND seq > $2 ORDER BY seq",
-        )
-        .bind(entry.0)
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await?;
+        let stored = read_doc(&mut tx, entry).await?;
         tx.commit().await?;
-        Ok(StoredDoc::from_rows(entry, snapshot, rows))
+        Ok(stored)
     }
 
     async fn append_updates(&self, updates: &[LoggedUpdate]) -> StoreResult<()> {
@@ -40,16 +28,15 @@ impl EntryStore for PgStore {
             return Ok(());
         }
         let entries: Vec<Uuid> = updates.iter().map(|u| u.entry.0).collect();
-        let seqs: Vec<i64> = updates.iter().map(|u| u.seq).collect();
         let versions: Vec<i64> = updates.iter().map(|u| u.version).collect();
         let payloads: Vec<&[u8]> = updates.iter().map(|u| u.payload.as_ref()).collect();
-        // One statement: atomic, and one round trip for the whole batch.
+        // One statement: atomic, and one round trip for the whole batch. `seq` comes
+        // from the table's sequence: every node writes the same logs.
         sqlx::query(
-            "INSERT INTO entry_updates (entry_id, seq, version, payload)
-             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bytea[])",
+            "INSERT INTO entry_updates (entry_id, version, payload)
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[])",
         )
         .bind(&entries)
-        .bind(&seqs)
         .bind(&versions)
         .bind(&payloads)
         .execute(&self.pool)
@@ -57,32 +44,50 @@ impl EntryStore for PgStore {
         Ok(())
     }
 
-    async fn compact(&self, entry: EntryId, snapshot: &Snapshot, text: &str) -> StoreResult<()> {
+    async fn compact(&self, entry: EntryId, fold: Fold<'_>) -> StoreResult<Compaction> {
         let mut tx = self.pool.begin().await?;
+        // One compaction per entry at a time, cluster-wide; the loser skips (the winner
+        // folds the loser's rows too). Released when the transaction ends.
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(lock_key(entry))
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(Compaction::Busy);
+        }
+        let stored = read_doc(&mut tx, entry).await?;
+        let folded = fold(&stored).map_err(StoreError::Corrupt)?;
+        let read: Vec<i64> = stored.updates.iter().map(|u| u.seq).collect();
+        let upto_seq = read
+            .iter()
+            .copied()
+            .chain(stored.snapshot.as_ref().map(|s| s.upto_seq))
+            .max()
+            .unwrap_or(0);
         sqlx::query(
             "INSERT INTO entry_snapshots (entry_id, upto_seq, version, state) VALUES ($1, $2, $3, $4)
              ON CONFLICT (entry_id, upto_seq) DO UPDATE
                  SET version = EXCLUDED.version, state = EXCLUDED.state",
         )
         .bind(entry.0)
-        .bind(snapshot.upto_seq)
-        .bind(snapshot.version)
-        .bind(snapshot.state.as_ref())
+        .bind(upto_seq)
+        .bind(folded.version)
+        .bind(folded.state.as_ref())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM entry_updates WHERE entry_id = $1 AND seq <= $2")
+        sqlx::query("DELETE FROM entry_updates WHERE entry_id = $1 AND seq = ANY($2)")
             .bind(entry.0)
-            .bind(snapshot.upto_seq)
+            .bind(&read)
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM entry_snapshots WHERE entry_id = $1 AND upto_seq < $2")
             .bind(entry.0)
-            .bind(snapshot.upto_seq)
+            .bind(upto_seq)
             .execute(&mut *tx)
             .await?;
-        upsert_text(&mut *tx, entry, text, snapshot.version).await?;
+        upsert_text(&mut *tx, entry, &folded.text, folded.version).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Compaction::Done)
     }
 
     async fn save_text(&self, entry: EntryId, text: &str, version: i64) -> StoreResult<()> {
@@ -102,6 +107,32 @@ impl EntryStore for PgStore {
             updated_at,
         }))
     }
+}
+
+/// The newest snapshot and every log row of `entry`.
+async fn read_doc(tx: &mut PgConnection, entry: EntryId) -> StoreResult<StoredDoc> {
+    let snapshot: Option<DocRow> = sqlx::query_as(
+        "SELECT upto_seq, version, state FROM entry_snapshots
+          WHERE entry_id = $1 ORDER BY upto_seq DESC LIMIT 1",
+    )
+    .bind(entry.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    // Every row, not only those above the snapshot's `upto_seq`: with several writers
+    // a row with a lower `seq` can commit after the compaction that wrote the snapshot.
+    let rows: Vec<DocRow> = sqlx::query_as(
+        "SELECT seq, version, payload FROM entry_updates WHERE entry_id = $1 ORDER BY seq",
+    )
+    .bind(entry.0)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(StoredDoc::from_rows(entry, snapshot, rows))
+}
+
+/// The advisory lock key of an entry's compaction: its UUID folded to 64 bits.
+fn lock_key(entry: EntryId) -> i64 {
+    let (high, low) = entry.0.as_u64_pair();
+    i64::from_ne_bytes((high ^ low).to_ne_bytes())
 }
 
 /// Never moves the stored text back to an older version.

@@ -5,7 +5,10 @@ use sqlx::QueryBuilder;
 use super::SqliteStore;
 use crate::ids::EntryId;
 use crate::store::entries::DocRow;
-use crate::store::{EntryStore, EntryText, LoggedUpdate, Snapshot, StoreResult, StoredDoc};
+use crate::store::{
+    Compaction, EntryStore, EntryText, Fold, LoggedUpdate, StoreError, StoreResult, StoredDoc,
+};
+use sqlx::SqliteConnection;
 
 /// SQLite allows at most 32766 bound parameters per statement.
 const ROWS_PER_INSERT: usize = 1000;
@@ -13,26 +16,10 @@ const ROWS_PER_INSERT: usize = 1000;
 #[async_trait]
 impl EntryStore for SqliteStore {
     async fn load_doc(&self, entry: EntryId) -> StoreResult<StoredDoc> {
-        let id = entry.to_string();
         let mut tx = self.pool.begin().await?;
-        let snapshot: Option<DocRow> = sqlx::query_as(
-            "SELECT upto_seq, version, state FROM entry_snapshots
-              WHERE entry_id = ?1 ORDER BY upto_seq DESC LIMIT 1",
-        )
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let after = snapshot.as_ref().map_or(0, |s| s.0);
-        let rows: Vec<DocRow> = sqlx::query_as(
-            "SELECT seq, version, payload FROM entry_updates
-              WHERE entry_id = ?1 AND seq > ?2 ORDER BY seq",
-        )
-        .bind(&id)
-        .bind(after)
-        .fetch_all(&mut *tx)
-        .await?;
+        let stored = read_doc(&mut tx, &entry.to_string(), entry).await?;
         tx.commit().await?;
-        Ok(StoredDoc::from_rows(entry, snapshot, rows))
+        Ok(stored)
     }
 
     async fn append_updates(&self, updates: &[LoggedUpdate]) -> StoreResult<()> {
@@ -55,33 +42,44 @@ impl EntryStore for SqliteStore {
         Ok(())
     }
 
-    async fn compact(&self, entry: EntryId, snapshot: &Snapshot, text: &str) -> StoreResult<()> {
+    /// One process owns a SQLite file, and one actor an entry: no lock needed.
+    async fn compact(&self, entry: EntryId, fold: Fold<'_>) -> StoreResult<Compaction> {
         let id = entry.to_string();
         let mut tx = self.pool.begin().await?;
+        let stored = read_doc(&mut tx, &id, entry).await?;
+        let folded = fold(&stored).map_err(StoreError::Corrupt)?;
+        let upto_seq = stored
+            .updates
+            .iter()
+            .map(|u| u.seq)
+            .chain(stored.snapshot.as_ref().map(|s| s.upto_seq))
+            .max()
+            .unwrap_or(0);
         sqlx::query(
             "INSERT INTO entry_snapshots (entry_id, upto_seq, version, state) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (entry_id, upto_seq) DO UPDATE
                  SET version = excluded.version, state = excluded.state",
         )
         .bind(&id)
-        .bind(snapshot.upto_seq)
-        .bind(snapshot.version)
-        .bind(snapshot.state.as_ref())
+        .bind(upto_seq)
+        .bind(folded.version)
+        .bind(folded.state.as_ref())
         .execute(&mut *tx)
         .await?;
+        // Every row read has `seq <= upto_seq`, and nothing else writes meanwhile.
         sqlx::query("DELETE FROM entry_updates WHERE entry_id = ?1 AND seq <= ?2")
             .bind(&id)
-            .bind(snapshot.upto_seq)
+            .bind(upto_seq)
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM entry_snapshots WHERE entry_id = ?1 AND upto_seq < ?2")
             .bind(&id)
-            .bind(snapshot.upto_seq)
+            .bind(upto_seq)
             .execute(&mut *tx)
             .await?;
-        upsert_text(&mut *tx, &id, text, snapshot.version).await?;
+        upsert_text(&mut *tx, &id, &folded.text, folded.version).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Compaction::Done)
     }
 
     async fn save_text(&self, entry: EntryId, text: &str, version: i64) -> StoreResult<()> {
@@ -101,6 +99,24 @@ impl EntryStore for SqliteStore {
             updated_at,
         }))
     }
+}
+
+/// The newest snapshot and every log row of the entry.
+async fn read_doc(tx: &mut SqliteConnection, id: &str, entry: EntryId) -> StoreResult<StoredDoc> {
+    let snapshot: Option<DocRow> = sqlx::query_as(
+        "SELECT upto_seq, version, state FROM entry_snapshots
+          WHERE entry_id = ?1 ORDER BY upto_seq DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let rows: Vec<DocRow> = sqlx::query_as(
+        "SELECT seq, version, payload FROM entry_updates WHERE entry_id = ?1 ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(StoredDoc::from_rows(entry, snapshot, rows))
 }
 
 /// Never moves the stored text back to an older version.
