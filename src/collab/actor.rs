@@ -663,9 +663,7 @@ impl DocActor {
     }
 
     fn to_main_members(&self, event: &str, payload: &serde_json::Value) {
-        for member in self.members.values().filter(|m| m.mode != Mode::YSocketIo) {
-            let _ = member.socket.emit(event, payload);
-        }
+        self.to_main_members_except(None, event, payload);
     }
 
     fn to_main_members_except(
@@ -674,12 +672,15 @@ impl DocActor {
         event: &str,
         payload: &serde_json::Value,
     ) {
+        let Some(payload) = serialized_once(payload) else {
+            return;
+        };
         for member in self
             .members
             .values()
             .filter(|m| m.mode != Mode::YSocketIo && Some(&m.id) != from)
         {
-            let _ = member.socket.emit(event, payload);
+            let _ = member.socket.emit(event, &payload);
         }
     }
 
@@ -908,18 +909,21 @@ impl DocActor {
                     },
                 ),
                 Mode::YSocketIo => member.socket.emit("sync-update", update),
-                Mode::Delta => member.socket.emit(
-                    "entry_edit",
-                    edit.get_or_insert_with(|| {
-                        json!({
+                Mode::Delta => {
+                    let edit = edit.get_or_insert_with(|| {
+                        serialized_once(&json!({
                             "entryId": self.entry,
                             "delta": delta,
                             "userId": editor,
                             "timestamp": chrono::Utc::now(),
                             "version": self.doc.version(),
-                        })
-                    }),
-                ),
+                        }))
+                    });
+                    match edit {
+                        Some(edit) => member.socket.emit("entry_edit", edit),
+                        None => continue,
+                    }
+                }
             };
             if let Err(SendError::Socket(SocketError::InternalChannelFull)) = sent {
                 // The socket's outgoing buffer is full (a client far behind). Dropping one
@@ -1004,6 +1008,19 @@ impl DocActor {
         let version = i64::try_from(version).unwrap_or(i64::MAX);
         if let Err(e) = self.store.save_text(self.entry, &text, version).await {
             tracing::warn!(entry = %self.entry, error = %e, "saving entry text failed");
+        }
+    }
+}
+
+/// A relay payload serialised once for all its recipients: `emit` writes a raw JSON
+/// value as it is, where it would walk and escape a `serde_json::Value` again for
+/// every socket (the cursor scenario's profile: ~6 % of server time).
+fn serialized_once(payload: &serde_json::Value) -> Option<Box<serde_json::value::RawValue>> {
+    match serde_json::value::to_raw_value(payload) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            tracing::error!(error = %e, "relay payload does not serialise");
+            None
         }
     }
 }
