@@ -233,16 +233,30 @@ struct DocActor {
     saving_text: bool,
 }
 
+/// What every entry actor shares with the others.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub persister: Persister,
+    pub replication: Arc<dyn Replication>,
+    pub registry: Registry,
+    /// Turns for loading a doc (see `collab::DOC_LOADS_AT_ONCE`).
+    pub loads: Arc<tokio::sync::Semaphore>,
+}
+
 /// Runs an entry's actor: loads the doc, serves its mailbox, unloads when idle.
 pub async fn run(
     entry: EntryId,
-    store: Arc<dyn Store>,
-    persister: Persister,
-    replication: Arc<dyn Replication>,
-    registry: Registry,
+    services: Services,
     mailbox: mpsc::UnboundedSender<DocCommand>,
     mut rx: mpsc::UnboundedReceiver<DocCommand>,
 ) {
+    let Services {
+        store,
+        persister,
+        replication,
+        registry,
+        loads,
+    } = services;
     // Subscribe before loading: whatever other replicas commit from now on either is
     // in the load or arrives here (or both: applying an update twice changes nothing).
     if let Err(e) = replication.subscribe(entry, mailbox.clone()).await {
@@ -250,10 +264,14 @@ pub async fn run(
         registry.remove(entry, &mailbox);
         return;
     }
+    // A reconnect storm opens many entries at once: loads take turns (see
+    // `DOC_LOADS_AT_ONCE`) instead of all waiting on the pool and timing out.
+    let permit = loads.acquire().await.ok();
     let loaded = match store.load_doc(entry).await {
         Ok(stored) => rebuild(&stored, &[]).map(|doc| (doc, stored)),
         Err(e) => Err(AppError::internal(e)),
     };
+    drop(permit);
     let (doc, stored) = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {

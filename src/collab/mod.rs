@@ -36,7 +36,15 @@ pub struct Collab {
     persister: Mutex<Option<Persister>>,
     committer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     actors: TaskTracker,
+    /// Doc loads in flight at once (see [`DOC_LOADS_AT_ONCE`]).
+    loads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Doc loads running at once, out of the 16 PostgreSQL connections: a reconnect storm
+/// opening a thousand entries then leaves connections for the joins' small queries, and
+/// its loads queue here instead of timing out in the pool (`loadgen join 10000`: 1,040
+/// joins refused without this, none with it; 4 or 8 slowed a 5k storm down more).
+const DOC_LOADS_AT_ONCE: usize = 12;
 
 impl Collab {
     /// Starts the group committer; actors start on demand, each replicating through
@@ -50,6 +58,7 @@ impl Collab {
             persister: Mutex::new(Some(persister)),
             committer: Mutex::new(Some(committer)),
             actors: TaskTracker::new(),
+            loads: Arc::new(tokio::sync::Semaphore::new(DOC_LOADS_AT_ONCE)),
         }
     }
 
@@ -201,10 +210,13 @@ impl Collab {
             };
             self.actors.spawn(actor::run(
                 entry,
-                self.store.clone(),
-                persister,
-                self.replication.clone(),
-                self.registry.clone(),
+                actor::Services {
+                    store: self.store.clone(),
+                    persister,
+                    replication: self.replication.clone(),
+                    registry: self.registry.clone(),
+                    loads: self.loads.clone(),
+                },
                 tx,
                 rx,
             ));
