@@ -282,13 +282,7 @@ pub async fn run(
             return;
         }
     };
-    let last_seq = stored
-        .updates
-        .iter()
-        .map(|u| u.seq)
-        .chain(stored.snapshot.as_ref().map(|s| s.upto_seq))
-        .max()
-        .unwrap_or(0);
+    let last_seq = stored.last_seq();
     metrics::counter!("diary_doc_loads_total").increment(1);
     metrics::gauge!("diary_docs_loaded").increment(1.0);
     tracing::debug!(%entry, version = doc.version(), rows = stored.updates.len(), "doc loaded");

@@ -42,6 +42,16 @@ pub struct StoredDoc {
 pub(crate) type DocRow = (i64, i64, Vec<u8>);
 
 impl StoredDoc {
+    /// The highest `seq` this doc holds, in the snapshot or the log (0 for none).
+    pub fn last_seq(&self) -> i64 {
+        self.updates
+            .iter()
+            .map(|u| u.seq)
+            .chain(self.snapshot.as_ref().map(|s| s.upto_seq))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Assembles what both backends read: the newest snapshot and the log rows.
     pub(crate) fn from_rows(entry: EntryId, snapshot: Option<DocRow>, log: Vec<DocRow>) -> Self {
         StoredDoc {

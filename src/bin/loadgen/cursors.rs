@@ -11,8 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::client::Conn;
-use crate::harness::{self, join_room, Plan};
+use crate::harness::{self, Plan};
 use crate::idle::errors_suffix;
 use crate::metrics::{self, Accounting, Arrivals, ServerProc, SharedHistogram};
 use crate::proto;
@@ -206,11 +205,7 @@ async fn client(
     let room = rooms.room_of(i);
     let entry = rooms.entries[room];
     let mut conn = gate
-        .connecting(async {
-            let mut conn = Conn::connect(&url, &token, Duration::from_secs(60)).await?;
-            join_room(&mut conn, entry, 1, Duration::from_secs(60)).await?;
-            anyhow::Ok(conn)
-        })
+        .connecting(async { harness::connect_joined(&url, &token, entry).await })
         .await?;
     let plan: Plan = gate.plan(&mut conn).await?;
     let phase_of = |c: usize| harness::phase(c, load.clients, period);

@@ -9,8 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use yrs::{Doc, Text, Transact};
 
-use crate::client::Conn;
-use crate::harness::{self, join_room, sync_step1, Plan};
+use crate::harness::{self, sync_step1, Plan};
 use crate::idle::errors_suffix;
 use crate::metrics::{self, Accounting, Arrivals, SharedHistogram};
 use crate::proto;
@@ -186,9 +185,8 @@ async fn client(
     let updates = encode_updates(i as u64 + 1, count);
     let mut conn = gate
         .connecting(async {
-            let mut conn = Conn::connect(&url, &token, Duration::from_secs(60)).await?;
-            join_room(&mut conn, entry, 1, Duration::from_secs(60)).await?;
-            sync_step1(&mut conn, entry, 2, Duration::from_secs(60)).await?;
+            let mut conn = harness::connect_joined(&url, &token, entry).await?;
+            sync_step1(&mut conn, entry, 2, harness::SETUP_DEADLINE).await?;
             anyhow::Ok(conn)
         })
         .await?;

@@ -195,6 +195,16 @@ pub fn error_digest(errors: &[String]) -> String {
         .join("; ")
 }
 
+/// How long a client may take to connect, join or sync before the run counts it failed.
+pub const SETUP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A client connected with `token` and joined to `entry` (ack id 1).
+pub async fn connect_joined(url: &str, token: &str, entry: uuid::Uuid) -> anyhow::Result<Conn> {
+    let mut conn = Conn::connect(url, token, SETUP_DEADLINE).await?;
+    join_room(&mut conn, entry, 1, SETUP_DEADLINE).await?;
+    Ok(conn)
+}
+
 /// `join_entry_room` with an ack; returns when the ack arrives (an `ok:false` ack fails).
 pub async fn join_room(
     conn: &mut Conn,

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::Conn;
-use crate::harness::{self, join_room};
+use crate::harness;
 use crate::target::{seed_rooms, Target, TargetOptions};
 
 pub async fn run(opts: &TargetOptions, n: usize) -> anyhow::Result<String> {
@@ -25,11 +24,7 @@ async fn measure(target: &Target, n: usize) -> anyhow::Result<String> {
         let entry = rooms.entries[rooms.room_of(i)];
         async move {
             let mut conn = gate
-                .connecting(async {
-                    let mut conn = Conn::connect(&url, &token, Duration::from_secs(60)).await?;
-                    join_room(&mut conn, entry, 1, Duration::from_secs(60)).await?;
-                    anyhow::Ok(conn)
-                })
+                .connecting(async { harness::connect_joined(&url, &token, entry).await })
                 .await?;
             let plan = gate.plan(&mut conn).await?;
             let mut disconnected = false;

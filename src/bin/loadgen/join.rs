@@ -8,8 +8,7 @@ use std::time::Duration;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, Text, Transact, Update};
 
-use crate::client::Conn;
-use crate::harness::{self, join_room, sync_step1};
+use crate::harness::{self, sync_step1};
 use crate::idle::errors_suffix;
 use crate::metrics;
 use crate::target::{seed_log, seed_rooms, Target, TargetOptions};
@@ -54,9 +53,8 @@ async fn storm(target: &Target, n: usize) -> anyhow::Result<String> {
         let entry = rooms.entries[rooms.room_of(i)];
         let times = times.clone();
         async move {
-            let mut conn = Conn::connect(&url, &token, Duration::from_secs(60)).await?;
-            join_room(&mut conn, entry, 1, Duration::from_secs(60)).await?;
-            let synced = sync_step1(&mut conn, entry, 2, Duration::from_secs(60)).await?;
+            let mut conn = harness::connect_joined(&url, &token, entry).await?;
+            let synced = sync_step1(&mut conn, entry, 2, harness::SETUP_DEADLINE).await?;
             let chars = synced.bins.first().map(|b| doc_chars(b)).unwrap_or(0);
             if chars != HISTORY_CHARS {
                 anyhow::bail!("synced doc has {chars} characters, not {HISTORY_CHARS}");

@@ -58,12 +58,7 @@ impl EntryStore for PgStore {
         let stored = read_doc(&mut tx, entry).await?;
         let folded = fold(&stored).map_err(StoreError::Corrupt)?;
         let read: Vec<i64> = stored.updates.iter().map(|u| u.seq).collect();
-        let upto_seq = read
-            .iter()
-            .copied()
-            .chain(stored.snapshot.as_ref().map(|s| s.upto_seq))
-            .max()
-            .unwrap_or(0);
+        let upto_seq = stored.last_seq();
         sqlx::query(
             "INSERT INTO entry_snapshots (entry_id, upto_seq, version, state) VALUES ($1, $2, $3, $4)
              ON CONFLICT (entry_id, upto_seq) DO UPDATE

@@ -48,13 +48,7 @@ impl EntryStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let stored = read_doc(&mut tx, &id, entry).await?;
         let folded = fold(&stored).map_err(StoreError::Corrupt)?;
-        let upto_seq = stored
-            .updates
-            .iter()
-            .map(|u| u.seq)
-            .chain(stored.snapshot.as_ref().map(|s| s.upto_seq))
-            .max()
-            .unwrap_or(0);
+        let upto_seq = stored.last_seq();
         sqlx::query(
             "INSERT INTO entry_snapshots (entry_id, upto_seq, version, state) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (entry_id, upto_seq) DO UPDATE
