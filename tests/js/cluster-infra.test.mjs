@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import {
   addFriends,
+  authenticated,
   dbClient,
   eventually,
   request,
@@ -33,17 +34,7 @@ async function connectUser(node, userId, { ns = '/' } = {}) {
     if (PRESENCE_EVENTS.includes(event)) s.log.push({ event, payload, at: Date.now() });
   });
   const online = ns === '/notifications' ? null : waitFor(s, 'online', () => true, 10000);
-  const [auth] = await withTimeout(
-    Promise.race([
-      once(s, 'authenticated'),
-      once(s, 'connect_error').then(([e]) => {
-        throw new Error(`connect_error: ${e.message}`);
-      }),
-    ]),
-    10000,
-    'authenticated',
-  );
-  s.authenticated = auth;
+  await authenticated(s);
   if (online) s.online = await online;
   return s;
 }

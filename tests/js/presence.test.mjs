@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import {
   addFriends,
+  authenticated,
   dbClient,
   eventually,
   request,
@@ -39,17 +40,7 @@ async function connectUser(server, userId, { ns = '/', expectOnline = ns !== '/n
     if (PRESENCE_EVENTS.includes(event)) s.log.push({ event, payload, at: Date.now() });
   });
   const online = expectOnline ? waitFor(s, 'online', () => true, 10000) : null;
-  const [auth] = await withTimeout(
-    Promise.race([
-      once(s, 'authenticated'),
-      once(s, 'connect_error').then(([e]) => {
-        throw new Error(`connect_error: ${e.message}`);
-      }),
-    ]),
-    10000,
-    'authenticated',
-  );
-  s.authenticated = auth;
+  await authenticated(s);
   if (online) s.online = await online;
   return s;
 }

@@ -149,17 +149,7 @@ export async function startServer({ env = {}, database = 'postgres', db, sqliteP
     /** Connects and resolves with the socket once `authenticated` arrives. */
     async connect(token, opts = {}) {
       const s = server.socket(token, opts);
-      const [auth] = await withTimeout(
-        Promise.race([
-          once(s, 'authenticated'),
-          once(s, 'connect_error').then(([e]) => {
-            throw new Error(`connect_error: ${e.message}`);
-          }),
-        ]),
-        10000,
-        'authenticated',
-      );
-      s.authenticated = auth;
+      await authenticated(s);
       return s;
     },
   };
@@ -201,6 +191,22 @@ export async function startCluster({ size = 3, env = {} } = {}) {
     throw e;
   }
   return cluster;
+}
+
+/** Resolves once `s` has its `authenticated` event (kept as `s.authenticated`); rejects on connect_error. */
+export async function authenticated(s) {
+  const [auth] = await withTimeout(
+    Promise.race([
+      once(s, 'authenticated'),
+      once(s, 'connect_error').then(([e]) => {
+        throw new Error(`connect_error: ${e.message}`);
+      }),
+    ]),
+    10000,
+    'authenticated',
+  );
+  s.authenticated = auth;
+  return auth;
 }
 
 /** An HS256 JWT with the given claims (defaults: `sub`, one hour). */
