@@ -1,6 +1,6 @@
 //! The five wire error codes of PROTOCOL.md section 3 and the one error type every
-//! handler returns. Lower layers keep their own `thiserror` enums and are mapped here,
-//! at the single boundary where errors become wire payloads.
+//! handler returns. Lower layers keep their own `thiserror` enums; they are mapped to
+//! this one in `realtime::errors`, the single place where errors get their wire code.
 
 use serde::Serialize;
 
@@ -81,11 +81,5 @@ impl AppError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
         Self::new(ErrorCode::ServerError, "internal server error")
-    }
-}
-
-impl From<crate::store::StoreError> for AppError {
-    fn from(e: crate::store::StoreError) -> Self {
-        AppError::internal(e)
     }
 }

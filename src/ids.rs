@@ -4,7 +4,13 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::AppError;
+/// A client-supplied id that is not a UUID. The message names the field
+/// (`entryId must be a UUID`) and is meant for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{field} must be a UUID")]
+pub struct IdError {
+    pub field: &'static str,
+}
 
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $label:literal) => {
@@ -14,11 +20,11 @@ macro_rules! uuid_id {
         pub struct $name(pub Uuid);
 
         impl $name {
-            /// Parses a client-supplied id; a malformed one is a `VALIDATION_ERROR`.
-            pub fn parse(raw: &str) -> Result<Self, AppError> {
+            /// Parses a client-supplied id.
+            pub fn parse(raw: &str) -> Result<Self, IdError> {
                 Uuid::parse_str(raw)
                     .map($name)
-                    .map_err(|_| AppError::validation(concat!($label, " must be a UUID")))
+                    .map_err(|_| IdError { field: $label })
             }
 
             pub fn new_random() -> Self {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod connections;
 pub mod demo;
 pub mod error;
+pub mod fanout;
 pub mod http;
 pub mod ids;
 pub mod notifications;
@@ -30,8 +31,8 @@ use tokio::net::TcpListener;
 
 use crate::auth::JwtKeys;
 use crate::config::Settings;
-use crate::notifications::NotificationListener;
 use crate::state::AppState;
+use crate::store::NotificationFeed;
 
 /// How long in-flight HTTP requests may take to finish once shutdown has started.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -42,7 +43,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     /// Postgres only: already LISTENing, so no row committed once we serve is missed.
-    notification_listener: Option<NotificationListener>,
+    notification_feed: Option<Box<dyn NotificationFeed>>,
 }
 
 impl Application {
@@ -72,14 +73,10 @@ impl Application {
         };
         let keys = JwtKeys::from_settings(&settings);
         let addr = SocketAddr::new(settings.host, settings.port);
-        let notification_listener = match store.insert_announcements() {
-            Some(pg) => Some(
-                NotificationListener::start(pg)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot LISTEN for notifications: {e}"))?,
-            ),
-            None => None,
-        };
+        let notification_feed = store
+            .notification_feed()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot LISTEN for notifications: {e}"))?;
         let driver = cluster::NodeDriver::connect(settings.redis_url.as_deref())
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?;
@@ -98,7 +95,7 @@ impl Application {
             listener,
             router,
             state,
-            notification_listener,
+            notification_feed,
         })
     }
 
@@ -122,10 +119,18 @@ impl Application {
             .node
             .clone()
             .map(|link| tokio::spawn(cluster::node::run_heartbeat(link, state.shutdown.clone())));
-        let notification_listener = self
-            .notification_listener
-            .map(|listener| tokio::spawn(listener.run(state.clone())));
-        let presence = presence::spawn(&state);
+        let notification_listener = self.notification_feed.map(|feed| {
+            tokio::spawn(notifications::listener::run(
+                feed,
+                state.notifications.clone(),
+                state.shutdown.clone(),
+            ))
+        });
+        let presence = state.presence.start(
+            &state.shutdown,
+            state.settings.stale_timeout,
+            state.node.as_ref().map(|link| link.liveness_ttl() / 2),
+        );
         tracing::info!(addr = %self.listener.local_addr()?, path = %state.settings.socket_path, "listening");
         let closing = state.clone();
         // Replies and relays are small writes: without TCP_NODELAY, Nagle holds each

@@ -10,10 +10,13 @@ use crate::collab::replication::Replication;
 use crate::collab::Collab;
 use crate::config::Settings;
 use crate::connections::ConnectionRegistry;
-use crate::notifications::{NotificationService, SocketIoFanout};
+use crate::fanout::Fanout;
+use crate::notifications::NotificationService;
+use crate::presence::ledger::{LocalLedger, PresenceLedger};
 use crate::presence::redis_ledger::RedisLedger;
 use crate::presence::Presence;
 use crate::ratelimit::UserRateLimiter;
+use crate::realtime::fanout::SocketIoFanout;
 use crate::store::Store;
 
 /// Cheap to clone: one `Arc`.
@@ -28,14 +31,14 @@ pub struct AppInner {
     pub connections: ConnectionRegistry,
     pub collab: Collab,
     /// The notification inbox: operations and fan-out to users' sockets.
-    pub notifications: NotificationService,
+    pub notifications: Arc<NotificationService>,
     /// Friend presence: every socket is reported here (see [`crate::presence`]).
     pub presence: Presence,
     /// This process as a cluster node (`REDIS_URL` set); `None` for a single process.
     pub node: Option<NodeLink>,
     /// Cancelled when the server starts shutting down; background tasks stop on it.
     pub shutdown: CancellationToken,
-    /// Shared with the notification fan-out, which needs the server once it exists.
+    /// Shared with the fan-out, which needs the server once it exists.
     io: Arc<OnceLock<SocketIo>>,
 }
 
@@ -57,25 +60,31 @@ impl AppState {
         replication: Arc<dyn Replication>,
     ) -> Self {
         let io = Arc::new(OnceLock::new());
-        let fanout = Arc::new(SocketIoFanout::new(io.clone()));
+        let fanout: Arc<dyn Fanout> = Arc::new(SocketIoFanout::new(io.clone()));
         let (rate, cap) = (
             settings.rate_limit_per_second,
             settings.max_connections_per_user,
         );
-        let (limiter, connections, presence) = match &node {
+        let (limiter, connections, ledger): (_, _, Arc<dyn PresenceLedger>) = match &node {
             None => (
                 UserRateLimiter::new(rate),
                 ConnectionRegistry::new(cap),
-                Presence::default(),
+                Arc::new(LocalLedger::new()),
             ),
             Some(link) => (
                 UserRateLimiter::shared(rate, link.clone()),
                 ConnectionRegistry::shared(cap, link.clone()),
-                Presence::new(Arc::new(RedisLedger::new(link.clone()))),
+                Arc::new(RedisLedger::new(link.clone())),
             ),
         };
+        let presence = Presence::new(
+            ledger,
+            store.clone(),
+            fanout.clone(),
+            settings.presence_grace,
+        );
         AppState(Arc::new(AppInner {
-            notifications: NotificationService::new(store.clone(), fanout),
+            notifications: Arc::new(NotificationService::new(store.clone(), fanout)),
             limiter,
             connections,
             collab: Collab::start(store.clone(), replication),

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::auth::{ApiError, BearerUser};
+use super::{ApiError, BearerUser};
 use crate::error::AppError;
 use crate::ids::EntryId;
 use crate::state::AppState;
@@ -21,11 +21,10 @@ pub async fn content(
     let entry = EntryId::parse(&raw_id).map_err(|_| not_found())?;
     app.store
         .entry_role(entry, user.user_id)
-        .await
-        .map_err(AppError::from)?
+        .await?
         .ok_or_else(not_found)?;
     let view = app.collab.content(entry).await?;
-    let stored = app.store.load_text(entry).await.map_err(AppError::from)?;
+    let stored = app.store.load_text(entry).await?;
     let updated_at = stored
         .filter(|t| u64::try_from(t.version).ok() == Some(view.version))
         .map(|t| t.updated_at)

@@ -3,6 +3,7 @@
 mod auth;
 mod demo;
 mod entries;
+mod error;
 mod health;
 mod notifications;
 
@@ -14,7 +15,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::config::CorsOrigins;
 use crate::state::AppState;
 
-pub use auth::{ApiError, BearerUser};
+pub use auth::BearerUser;
+pub use error::ApiError;
 
 /// The routes, without the Socket.IO layer.
 pub fn router(app: AppState) -> Router {

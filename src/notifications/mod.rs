@@ -2,7 +2,8 @@
 //!
 //! - [`model`]: the domain types and the parsing of client input into them;
 //! - [`service`]: the operations and the pushes that follow each change;
-//! - [`fanout`]: how an event reaches every socket of a user (all namespaces);
+//! - pushes reach a user's sockets through [`crate::fanout::Fanout`] as
+//!   [`crate::fanout::Topic::Inbox`] traffic (the main namespaces and `/notifications`);
 //! - [`listener`]: on Postgres, the task that delivers every row inserted into
 //!   `notifications`, by this server or by any other program.
 //!
@@ -12,7 +13,7 @@
 //! other programs write into the file are not pushed (they are listed).
 //!
 //! In a cluster (`REDIS_URL`, always Postgres) each change reaches each socket once by
-//! one of two rules, never both ([`fanout::Reach`]):
+//! one of two rules ([`crate::fanout::Reach`]), never both:
 //! - new rows: every process's listener hears the NOTIFY (REST and SQL inserts alike)
 //!   and pushes `notification:created` and the count to its own sockets (`.local()`).
 //!   Chosen over "one process pushes cluster-wide" because every process hears the
@@ -22,11 +23,10 @@
 //!   request knows, so it pushes `notification:updated` and the count cluster-wide
 //!   through the adapter.
 
-pub mod fanout;
+pub mod error;
 pub mod listener;
 pub mod model;
 pub mod service;
 
-pub use fanout::{Fanout, Reach, SocketIoFanout};
-pub use listener::NotificationListener;
+pub use error::{NotificationError, ParseError};
 pub use service::NotificationService;

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::AppError;
+use super::error::ParseError;
 use crate::ids::{NotificationId, UserId};
 
 /// A notification as clients see it: keys are the seed's column names.
@@ -76,12 +76,12 @@ pub struct NotificationType(String);
 pub const MAX_TYPE_CHARS: usize = 50;
 
 impl NotificationType {
-    pub fn parse(raw: String) -> Result<Self, AppError> {
+    pub fn parse(raw: String) -> Result<Self, ParseError> {
         if raw.trim().is_empty() {
-            return Err(AppError::validation("type must not be empty"));
+            return Err(ParseError::new("type must not be empty"));
         }
         if raw.chars().count() > MAX_TYPE_CHARS {
-            return Err(AppError::validation(format!(
+            return Err(ParseError::new(format!(
                 "type must be at most {MAX_TYPE_CHARS} characters"
             )));
         }
@@ -153,18 +153,16 @@ pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 100;
 
 impl NotificationQuery {
-    pub fn parse(req: ListRequest) -> Result<Self, AppError> {
+    pub fn parse(req: ListRequest) -> Result<Self, ParseError> {
         let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(AppError::validation(format!(
+            return Err(ParseError::new(format!(
                 "limit must be an integer from 1 to {MAX_LIMIT}"
             )));
         }
         let offset = req.offset.unwrap_or(0);
         if offset < 0 {
-            return Err(AppError::validation(
-                "offset must be a non-negative integer",
-            ));
+            return Err(ParseError::new("offset must be a non-negative integer"));
         }
         let filter = req.filter.unwrap_or_default();
         Ok(Self {
@@ -223,19 +221,19 @@ pub const MAX_MESSAGE_CHARS: usize = 10_000;
 pub const MAX_DATA_BYTES: usize = 64 * 1024;
 
 impl NewNotification {
-    pub fn parse(req: CreateRequest) -> Result<Self, AppError> {
+    pub fn parse(req: CreateRequest) -> Result<Self, ParseError> {
         let user_id = UserId::parse(&req.user_id)?;
         let kind = NotificationType::parse(req.kind)?;
         if req.title.trim().is_empty() {
-            return Err(AppError::validation("title must not be empty"));
+            return Err(ParseError::new("title must not be empty"));
         }
         if req.title.chars().count() > MAX_TITLE_CHARS {
-            return Err(AppError::validation(format!(
+            return Err(ParseError::new(format!(
                 "title must be at most {MAX_TITLE_CHARS} characters"
             )));
         }
         if req.message.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(AppError::validation(format!(
+            return Err(ParseError::new(format!(
                 "message must be at most {MAX_MESSAGE_CHARS} characters"
             )));
         }
@@ -245,7 +243,7 @@ impl NewNotification {
                 .map(|v| v.len())
                 .unwrap_or(usize::MAX);
             if size > MAX_DATA_BYTES {
-                return Err(AppError::validation(format!(
+                return Err(ParseError::new(format!(
                     "data must be at most {MAX_DATA_BYTES} bytes of JSON"
                 )));
             }
@@ -277,9 +275,9 @@ pub struct PreferencesUpdate {
 pub const MAX_PREFERENCES_PER_UPDATE: usize = 100;
 
 impl PreferencesUpdate {
-    pub fn parse(self) -> Result<Preferences, AppError> {
+    pub fn parse(self) -> Result<Preferences, ParseError> {
         if self.preferences.len() > MAX_PREFERENCES_PER_UPDATE {
-            return Err(AppError::validation(format!(
+            return Err(ParseError::new(format!(
                 "at most {MAX_PREFERENCES_PER_UPDATE} types per update"
             )));
         }
@@ -297,7 +295,7 @@ mod tests {
 
     fn query(v: Value) -> Result<NotificationQuery, String> {
         let req: ListRequest = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        NotificationQuery::parse(req).map_err(|e| e.message)
+        NotificationQuery::parse(req).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -4,15 +4,14 @@
 
 use std::sync::Arc;
 
-use crate::cluster::SocketRef;
 use serde_json::{json, Value};
 
-use super::fanout::{Fanout, Reach};
+use super::error::NotificationError;
 use super::model::{
     Deliverable, NewNotification, Notification, NotificationPage, NotificationQuery,
     NotificationState, Preferences,
 };
-use crate::error::AppError;
+use crate::fanout::{Fanout, Reach, SocketKey, Topic};
 use crate::ids::{NotificationId, UserId};
 use crate::store::Store;
 
@@ -49,7 +48,7 @@ impl CountLocks {
 impl NotificationService {
     pub fn new(store: Arc<dyn Store>, fanout: Arc<dyn Fanout>) -> Self {
         Self {
-            announced_by_database: store.insert_announcements().is_some(),
+            announced_by_database: store.announces_inserts(),
             store,
             fanout,
             count_locks: CountLocks::new(),
@@ -58,7 +57,7 @@ impl NotificationService {
 
     /// Stores a notification (`POST /api/notifications`). On SQLite it is pushed here;
     /// on Postgres the listener pushes it when the insert's announcement arrives.
-    pub async fn create(&self, new: NewNotification) -> Result<Notification, AppError> {
+    pub async fn create(&self, new: NewNotification) -> Result<Notification, NotificationError> {
         let created = self.store.insert_notification(&new).await?;
         metrics::counter!("diary_notifications_created_total").increment(1);
         tracing::info!(user = %created.user_id, id = %created.id, kind = %created.kind, "notification created");
@@ -86,7 +85,7 @@ impl NotificationService {
         for row in rows {
             let notification = row.notification;
             // No socket of the user here: nothing to push, no count to read.
-            if !self.fanout.serves(notification.user_id) {
+            if !self.fanout.serves(notification.user_id, Topic::Inbox) {
                 continue;
             }
             if !users.contains(&notification.user_id) {
@@ -99,8 +98,9 @@ impl NotificationService {
             match serde_json::to_value(&notification) {
                 Ok(payload) => {
                     self.fanout
-                        .to_user(
-                            notification.user_id,
+                        .to_users(
+                            &[notification.user_id],
+                            Topic::Inbox,
                             CREATED,
                             &payload,
                             None,
@@ -114,7 +114,7 @@ impl NotificationService {
         }
         for user in users {
             if let Err(e) = self.push_count(user, Reach::ThisProcess).await {
-                tracing::warn!(%user, code = %e.code, "cannot push the unread count");
+                tracing::warn!(%user, error = %e, "cannot push the unread count");
             }
         }
     }
@@ -123,12 +123,12 @@ impl NotificationService {
         &self,
         user: UserId,
         query: &NotificationQuery,
-    ) -> Result<NotificationPage, AppError> {
+    ) -> Result<NotificationPage, NotificationError> {
         Ok(self.store.list_notifications(user, query).await?)
     }
 
     /// Unread, not archived.
-    pub async fn count(&self, user: UserId) -> Result<i64, AppError> {
+    pub async fn count(&self, user: UserId) -> Result<i64, NotificationError> {
         Ok(self.store.unread_count(user).await?)
     }
 
@@ -138,13 +138,13 @@ impl NotificationService {
         &self,
         user: UserId,
         id: NotificationId,
-        sender: &SocketRef,
-    ) -> Result<(NotificationState, i64), AppError> {
+        sender: &SocketKey,
+    ) -> Result<(NotificationState, i64), NotificationError> {
         let state = self
             .store
             .mark_read(user, id)
             .await?
-            .ok_or_else(AppError::access_denied)?;
+            .ok_or(NotificationError::NotFound)?;
         self.announce_changes(user, &[state], sender)
             .await
             .map(|count| (state, count))
@@ -155,13 +155,13 @@ impl NotificationService {
         &self,
         user: UserId,
         id: NotificationId,
-        sender: &SocketRef,
-    ) -> Result<(NotificationState, i64), AppError> {
+        sender: &SocketKey,
+    ) -> Result<(NotificationState, i64), NotificationError> {
         let state = self
             .store
             .archive(user, id)
             .await?
-            .ok_or_else(AppError::access_denied)?;
+            .ok_or(NotificationError::NotFound)?;
         self.announce_changes(user, &[state], sender)
             .await
             .map(|count| (state, count))
@@ -172,15 +172,15 @@ impl NotificationService {
     pub async fn mark_all_read(
         &self,
         user: UserId,
-        sender: &SocketRef,
-    ) -> Result<(usize, i64), AppError> {
+        sender: &SocketKey,
+    ) -> Result<(usize, i64), NotificationError> {
         let changed = self.store.mark_all_read(user).await?;
         self.announce_changes(user, &changed, sender)
             .await
             .map(|count| (changed.len(), count))
     }
 
-    pub async fn preferences(&self, user: UserId) -> Result<Preferences, AppError> {
+    pub async fn preferences(&self, user: UserId) -> Result<Preferences, NotificationError> {
         Ok(self.store.preferences(user).await?)
     }
 
@@ -189,7 +189,7 @@ impl NotificationService {
         &self,
         user: UserId,
         changes: &Preferences,
-    ) -> Result<Preferences, AppError> {
+    ) -> Result<Preferences, NotificationError> {
         if !changes.is_empty() {
             self.store.update_preferences(user, changes).await?;
             tracing::info!(%user, changed = changes.len(), "notification preferences updated");
@@ -204,24 +204,31 @@ impl NotificationService {
         &self,
         user: UserId,
         changed: &[NotificationState],
-        sender: &SocketRef,
-    ) -> Result<i64, AppError> {
+        sender: &SocketKey,
+    ) -> Result<i64, NotificationError> {
         for state in changed {
-            let payload = serde_json::to_value(state).map_err(AppError::internal)?;
+            let payload = serde_json::to_value(state)?;
             self.fanout
-                .to_user(user, UPDATED, &payload, Some(sender), Reach::Cluster)
+                .to_users(
+                    &[user],
+                    Topic::Inbox,
+                    UPDATED,
+                    &payload,
+                    Some(sender),
+                    Reach::Cluster,
+                )
                 .await;
         }
         self.push_count(user, Reach::Cluster).await
     }
 
     /// Sends the user's unread count to all of their sockets `reach` covers; returns it.
-    async fn push_count(&self, user: UserId, reach: Reach) -> Result<i64, AppError> {
+    async fn push_count(&self, user: UserId, reach: Reach) -> Result<i64, NotificationError> {
         let _in_order = self.count_locks.of(user).lock().await;
         let count = self.count(user).await?;
         let payload: Value = json!({ "count": count });
         self.fanout
-            .to_user(user, COUNT, &payload, None, reach)
+            .to_users(&[user], Topic::Inbox, COUNT, &payload, None, reach)
             .await;
         Ok(count)
     }

@@ -11,8 +11,9 @@
 //!   changes, friendship changes, grace expiries. It owns the [`friends::FriendViews`]
 //!   and writes `ws_connections`; ordering in one place means a user's events reach
 //!   friends in the order they happened and the table ends in the latest state.
-//! - Events go to the `user:{id}` rooms on the main namespaces only; `/notifications`
-//!   sockets make their user online but receive no presence traffic.
+//! - Events go out through the [`crate::fanout::Fanout`] as [`Topic::Presence`]
+//!   traffic: the main namespaces carry it; `/notifications` sockets make their user
+//!   online but receive no presence traffic.
 //!
 //! Choices where the protocol is silent:
 //! - Every new main-namespace socket gets `online {userId, status, friends}` (each tab
@@ -57,21 +58,28 @@ mod sweep;
 mod worker;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::cluster::SocketRef;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use status::{ChosenStatus, PresenceStatus};
 
-use crate::error::AppError;
+use crate::fanout::{Fanout, SocketKey, Topic};
 use crate::ids::UserId;
-use crate::realtime::NOTIFICATIONS_NAMESPACE;
-use crate::state::AppState;
 use crate::store::{Store, StoreResult};
-use ledger::{LocalLedger, PresenceLedger};
+use ledger::PresenceLedger;
 use worker::Command;
+
+/// Why a presence request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    /// The worker is gone: the server is shutting down.
+    #[error("presence worker stopped")]
+    Stopped,
+}
 
 /// The presence service as handlers see it: reports go to the worker in order.
 pub struct Presence {
@@ -79,47 +87,51 @@ pub struct Presence {
     /// Handed to the worker when it starts.
     inbox: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
     ledger: Arc<dyn PresenceLedger>,
-}
-
-impl Default for Presence {
-    fn default() -> Self {
-        Self::new(Arc::new(LocalLedger::new()))
-    }
+    store: Arc<dyn Store>,
+    fanout: Arc<dyn Fanout>,
+    /// `PRESENCE_GRACE_MS`: how long a user's last socket may be gone before they
+    /// are offline.
+    grace: Duration,
 }
 
 impl Presence {
-    pub fn new(ledger: Arc<dyn PresenceLedger>) -> Self {
+    /// `ledger`: [`ledger::LocalLedger`] for a single process,
+    /// [`redis_ledger::RedisLedger`] for a cluster node.
+    pub fn new(
+        ledger: Arc<dyn PresenceLedger>,
+        store: Arc<dyn Store>,
+        fanout: Arc<dyn Fanout>,
+        grace: Duration,
+    ) -> Self {
         let (commands, inbox) = mpsc::unbounded_channel();
         Self {
             commands,
             inbox: Mutex::new(Some(inbox)),
             ledger,
+            store,
+            fanout,
+            grace,
         }
     }
 
     /// A socket of `user` finished connecting (any namespace). Call synchronously from
     /// the connect handler, before the socket's own events can run, so that a status
-    /// change it sends is applied after its arrival. Sockets on the main namespaces
-    /// are sent `online`.
-    pub fn socket_connected(&self, socket: &SocketRef, user: UserId) {
-        let main = crate::realtime::MAIN_NAMESPACES.contains(&socket.ns());
-        self.send(Command::Arrived {
-            user,
-            sid: socket.id.to_string(),
-            socket: main.then(|| socket.clone()),
-        });
+    /// change it sends is applied after its arrival. Sockets that hear presence are
+    /// sent `online`.
+    pub fn socket_connected(&self, user: UserId, socket: SocketKey) {
+        self.send(Command::Arrived { user, socket });
     }
 
     /// A socket reported by [`Presence::socket_connected`] has gone. Also removes the
     /// socket's `active_sessions` rows.
-    pub fn socket_disconnected(&self, socket: &SocketRef, user: UserId, store: &Arc<dyn Store>) {
+    pub fn socket_disconnected(&self, user: UserId, socket: &SocketKey) {
         self.send(Command::Left {
             user,
             at: Utc::now(),
         });
-        if socket.ns() != NOTIFICATIONS_NAMESPACE {
-            let store = store.clone();
-            let sid = socket.id.to_string();
+        if socket.hears(Topic::EntryRooms) {
+            let store = self.store.clone();
+            let sid = socket.sid().to_owned();
             tokio::spawn(async move {
                 if let Err(e) = store.sessions_left_socket(&sid).await {
                     tracing::warn!(error = %e, sid, "cannot remove the socket's active sessions");
@@ -134,21 +146,75 @@ impl Presence {
         &self,
         user: UserId,
         status: ChosenStatus,
-    ) -> Result<(PresenceStatus, DateTime<Utc>), AppError> {
+    ) -> Result<(PresenceStatus, DateTime<Utc>), PresenceError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::SetStatus {
             user,
             status: status.into(),
             reply,
         });
-        answer
-            .await
-            .map_err(|_| AppError::internal("presence worker stopped"))
+        answer.await.map_err(|_| PresenceError::Stopped)
     }
 
     fn send(&self, command: Command) {
         // Fails only once the worker stopped (shutdown): nothing is left to update.
         let _ = self.commands.send(command);
+    }
+
+    /// Starts the presence worker, the friendship listener (PostgreSQL), the
+    /// `active_sessions` sweep (every half `stale_timeout`) and, on a cluster node,
+    /// the sweep of dead nodes' users (every `dead_node_sweep`). They stop on
+    /// `shutdown`.
+    pub fn start(
+        &self,
+        shutdown: &CancellationToken,
+        stale_timeout: Duration,
+        dead_node_sweep: Option<Duration>,
+    ) -> PresenceTasks {
+        let mut tasks = Vec::new();
+        let inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(inbox) = inbox {
+            let handles = worker::Handles {
+                store: self.store.clone(),
+                fanout: self.fanout.clone(),
+                ledger: self.ledger.clone(),
+                grace: self.grace,
+                shutdown: shutdown.clone(),
+            };
+            let worker = worker::Worker::new(handles, self.commands.clone());
+            tasks.push(("presence worker", tokio::spawn(worker.run(inbox))));
+        }
+        if let Some(feed) = self.store.friend_feed() {
+            tasks.push((
+                "friendship listener",
+                tokio::spawn(worker::forward_friend_changes(
+                    feed,
+                    self.commands.clone(),
+                    shutdown.clone(),
+                )),
+            ));
+        }
+        tasks.push((
+            "session sweep",
+            tokio::spawn(sweep::run(
+                self.store.clone(),
+                self.fanout.clone(),
+                stale_timeout,
+                shutdown.clone(),
+            )),
+        ));
+        if let Some(every) = dead_node_sweep {
+            tasks.push((
+                "dead node sweep",
+                tokio::spawn(sweep::run_dead_nodes(
+                    self.ledger.clone(),
+                    self.commands.clone(),
+                    every,
+                    shutdown.clone(),
+                )),
+            ));
+        }
+        PresenceTasks { tasks }
     }
 }
 
@@ -170,56 +236,13 @@ pub async fn reset(store: &dyn Store) -> StoreResult<()> {
     Ok(())
 }
 
-/// The presence background tasks; they stop on `app.shutdown`.
+/// The presence background tasks; they stop on the token given to [`Presence::start`].
 pub struct PresenceTasks {
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
-/// Starts the presence worker, the friendship listener (PostgreSQL) and the
-/// `active_sessions` sweep.
-pub fn spawn(app: &AppState) -> PresenceTasks {
-    let mut tasks = Vec::new();
-    let inbox = app
-        .presence
-        .inbox
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    if let Some(inbox) = inbox {
-        let worker = worker::Worker::new(
-            app.clone(),
-            app.presence.ledger.clone(),
-            app.presence.commands.clone(),
-        );
-        tasks.push(("presence worker", tokio::spawn(worker.run(inbox))));
-    }
-    if let Some(feed) = app.store.friend_feed() {
-        tasks.push((
-            "friendship listener",
-            tokio::spawn(worker::forward_friend_changes(
-                feed,
-                app.presence.commands.clone(),
-                app.shutdown.clone(),
-            )),
-        ));
-    }
-    tasks.push(("session sweep", tokio::spawn(sweep::run(app.clone()))));
-    if let Some(link) = &app.node {
-        tasks.push((
-            "dead node sweep",
-            tokio::spawn(sweep::run_dead_nodes(
-                app.clone(),
-                app.presence.ledger.clone(),
-                app.presence.commands.clone(),
-                link.liveness_ttl() / 2,
-            )),
-        ));
-    }
-    PresenceTasks { tasks }
-}
-
 impl PresenceTasks {
-    /// Waits for every task to finish (after `app.shutdown` was cancelled).
+    /// Waits for every task to finish (after shutdown was signalled).
     pub async fn join(self) {
         for (name, task) in self.tasks {
             if let Err(e) = task.await {

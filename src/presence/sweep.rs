@@ -16,23 +16,25 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::ledger::PresenceLedger;
 use super::worker::Command;
-use crate::state::AppState;
+use crate::fanout::Fanout;
+use crate::store::Store;
 
 /// Sweeps dead nodes' presence until shutdown, every `every`.
 pub(super) async fn run_dead_nodes(
-    app: AppState,
     ledger: Arc<dyn PresenceLedger>,
     commands: mpsc::UnboundedSender<Command>,
     every: Duration,
+    shutdown: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = app.shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
         }
         for (user, last_seen) in ledger.sweep_dead_nodes().await {
@@ -42,25 +44,22 @@ pub(super) async fn run_dead_nodes(
 }
 
 /// Runs a sweep every half stale timeout (between 1 s and 60 s) until shutdown.
-pub(super) async fn run(app: AppState) {
-    let stale = app.settings.stale_timeout;
+pub(super) async fn run(
+    store: Arc<dyn Store>,
+    fanout: Arc<dyn Fanout>,
+    stale: Duration,
+    shutdown: CancellationToken,
+) {
     let every = (stale / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
         tokio::select! {
-            _ = app.shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
         }
-        let live: Vec<String> = app
-            .io()
-            .nsps()
-            .into_iter()
-            .flat_map(|ns| ns.sockets())
-            .map(|s| s.id.to_string())
-            .collect();
-        if let Err(e) = app.store.touch_sessions(&live).await {
+        if let Err(e) = store.touch_sessions(&fanout.local_sids()).await {
             tracing::warn!(error = %e, "cannot refresh active sessions");
             continue;
         }
@@ -70,7 +69,7 @@ pub(super) async fn run(app: AppState) {
         else {
             continue; // a timeout this large never makes a row stale
         };
-        match app.store.sweep_sessions(cutoff).await {
+        match store.sweep_sessions(cutoff).await {
             Ok(0) => {}
             Ok(swept) => tracing::info!(swept, "removed stale active sessions"),
             Err(e) => tracing::warn!(error = %e, "cannot sweep active sessions"),

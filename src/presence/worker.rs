@@ -1,32 +1,32 @@
-//! The presence worker: one task applying every presence change in arrival order,
-//! and the task forwarding friendship changes to it.
+//! The presence worker: one task applying every presence change in arrival order
+//! (arrivals, departures, grace periods, statuses here; friendship changes in
+//! [`friendships`], with the task that forwards them from the database).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::cluster::SocketRef;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::friends::{Changes, FriendViews};
+use super::friends::FriendViews;
 use super::ledger::{Arrival, Departure, GraceTicket, PresenceLedger, StatusChange};
 use super::status::PresenceStatus;
+use crate::fanout::{Fanout, Reach, SocketKey, Topic};
 use crate::ids::UserId;
-use crate::realtime::connect::user_room;
-use crate::realtime::MAIN_NAMESPACES;
-use crate::state::AppState;
-use crate::store::presence::{FriendChange, FriendFeed, FriendRow};
+use crate::store::presence::{FriendChange, FriendRow};
+use crate::store::Store;
+
+mod friendships;
+
+pub(super) use friendships::forward_friend_changes;
 
 /// What the worker is asked to do.
 pub(super) enum Command {
-    /// A socket connected; `socket` is set when it should be sent `online`.
-    Arrived {
-        user: UserId,
-        sid: String,
-        socket: Option<SocketRef>,
-    },
+    /// A socket connected; it is sent `online` when it hears presence.
+    Arrived { user: UserId, socket: SocketKey },
     /// A socket left at `at`.
     Left { user: UserId, at: DateTime<Utc> },
     /// A grace period ran out.
@@ -46,9 +46,22 @@ pub(super) enum Command {
     Friends(FriendChange),
 }
 
+/// What the worker works with.
+pub(super) struct Handles {
+    pub store: Arc<dyn Store>,
+    pub fanout: Arc<dyn Fanout>,
+    pub ledger: Arc<dyn PresenceLedger>,
+    /// How long a user's last socket may be gone before they are offline.
+    pub grace: Duration,
+    pub shutdown: CancellationToken,
+}
+
 pub(super) struct Worker {
-    app: AppState,
+    store: Arc<dyn Store>,
+    fanout: Arc<dyn Fanout>,
     ledger: Arc<dyn PresenceLedger>,
+    grace: Duration,
+    shutdown: CancellationToken,
     views: FriendViews,
     /// Sockets of each user on this process. In a cluster a user may be online through
     /// other processes only; their friend list is kept here while they have sockets
@@ -59,14 +72,20 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) fn new(
-        app: AppState,
-        ledger: Arc<dyn PresenceLedger>,
-        commands: mpsc::UnboundedSender<Command>,
-    ) -> Self {
-        Self {
-            app,
+    pub(super) fn new(handles: Handles, commands: mpsc::UnboundedSender<Command>) -> Self {
+        let Handles {
+            store,
+            fanout,
             ledger,
+            grace,
+            shutdown,
+        } = handles;
+        Self {
+            store,
+            fanout,
+            ledger,
+            grace,
+            shutdown,
             views: FriendViews::default(),
             local: HashMap::new(),
             commands,
@@ -75,7 +94,7 @@ impl Worker {
 
     /// Applies commands until shutdown, then writes everyone it held online as offline.
     pub(super) async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Command>) {
-        let shutdown = self.app.shutdown.clone();
+        let shutdown = self.shutdown.clone();
         loop {
             let command = tokio::select! {
                 biased;
@@ -89,7 +108,7 @@ impl Worker {
         }
         let users = self.ledger.drain().await;
         metrics::gauge!("diary_presence_online_users").set(0.0);
-        if let Err(e) = self.app.store.record_offline(&users, Utc::now()).await {
+        if let Err(e) = self.store.record_offline(&users, Utc::now()).await {
             tracing::warn!(error = %e, "cannot mark users offline at shutdown");
         }
         tracing::info!(users = users.len(), "presence stopped");
@@ -97,7 +116,7 @@ impl Worker {
 
     async fn apply(&mut self, command: Command) {
         match command {
-            Command::Arrived { user, sid, socket } => self.arrived(user, &sid, socket).await,
+            Command::Arrived { user, socket } => self.arrived(user, socket).await,
             Command::Left { user, at } => self.left(user, at).await,
             Command::GraceOver { user, ticket } => self.grace_over(user, ticket).await,
             Command::WentOffline { user, last_seen } => self.went_offline(user, last_seen).await,
@@ -113,11 +132,12 @@ impl Worker {
         }
     }
 
-    async fn arrived(&mut self, user: UserId, sid: &str, socket: Option<SocketRef>) {
+    async fn arrived(&mut self, user: UserId, socket: SocketKey) {
+        let sid = socket.sid();
         let now = Utc::now();
         *self.local.entry(user).or_insert(0) += 1;
         let arrival = self.ledger.arrive(user).await;
-        let rows = match self.app.store.friends_last_seen(user).await {
+        let rows = match self.store.friends_last_seen(user).await {
             Ok(rows) => Some(rows),
             Err(e) => {
                 tracing::warn!(%user, error = %e, "cannot read friends");
@@ -163,9 +183,9 @@ impl Worker {
                 }
             }
         }
-        if let Some(socket) = socket {
+        if socket.hears(Topic::Presence) {
             let payload = self.online_payload(user, rows, now).await;
-            let _ = socket.emit("online", &payload);
+            self.fanout.to_socket(&socket, "online", &payload);
         }
     }
 
@@ -233,9 +253,9 @@ impl Worker {
             }
             Departure::Unknown => tracing::warn!(%user, "departure of an unknown socket"),
             Departure::LastSocket(ticket) => {
-                let grace = self.app.settings.presence_grace;
+                let grace = self.grace;
                 let commands = self.commands.clone();
-                let shutdown = self.app.shutdown.clone();
+                let shutdown = self.shutdown.clone();
                 tokio::spawn(async move {
                     tokio::select! {
                         // After shutdown the worker is gone; the user is written offline
@@ -268,7 +288,7 @@ impl Worker {
         metrics::gauge!("diary_presence_online_users").decrement(1.0);
         let audience = self.audience(user).await;
         self.views.forget(user);
-        if let Err(e) = self.app.store.record_offline(&[user], last_seen).await {
+        if let Err(e) = self.store.record_offline(&[user], last_seen).await {
             tracing::warn!(%user, error = %e, "cannot record offline");
         }
         self.tell(
@@ -293,7 +313,7 @@ impl Worker {
         let now = Utc::now();
         match self.ledger.set_status(user, status).await {
             StatusChange::Changed => {
-                if let Err(e) = self.app.store.record_status(user, status, now).await {
+                if let Err(e) = self.store.record_status(user, status, now).await {
                     tracing::warn!(%user, error = %e, "cannot record status");
                 }
                 let audience = self.audience(user).await;
@@ -308,96 +328,13 @@ impl Worker {
         (status, now)
     }
 
-    async fn friends_changed(&mut self, change: FriendChange) {
-        match change {
-            FriendChange::Added(a, b) => {
-                self.relist(a, b, |views| {
-                    views.add(a, b);
-                })
-                .await;
-            }
-            FriendChange::Removed(a, b) => {
-                if !self.views.is_tracked(a) && !self.views.is_tracked(b) {
-                    return;
-                }
-                // The reverse row may still make them friends.
-                match self.app.store.are_friends(a, b).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        self.relist(a, b, |views| {
-                            views.remove(a, b);
-                        })
-                        .await;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot check a removed friendship"),
-                }
-            }
-            FriendChange::Resync => {
-                for user in self.views.tracked() {
-                    match self.app.store.friends_last_seen(user).await {
-                        Ok(rows) => {
-                            let fresh = rows.iter().map(|r| r.user).collect();
-                            let changes = self.views.refresh(user, fresh);
-                            self.announce(user, changes).await;
-                        }
-                        Err(e) => tracing::warn!(%user, error = %e, "cannot reread friends"),
-                    }
-                }
-            }
-        }
-    }
-
-    /// Applies a friendship change between `a` and `b` to the lists and tells each of
-    /// them (their sockets on this process: every process sees the change and tells
-    /// its own sockets) whether the other now shows up or disappears.
-    async fn relist(&mut self, a: UserId, b: UserId, change: impl FnOnce(&mut FriendViews)) {
-        let online = self.ledger.statuses(&[a, b]).await;
-        let pairs = [(a, b), (b, a)];
-        let before =
-            pairs.map(|(to, about)| self.views.sees(to, about, online.contains_key(&about)));
-        change(&mut self.views);
-        let now = Utc::now();
-        for ((to, about), before) in pairs.into_iter().zip(before) {
-            let after = self.views.sees(to, about, online.contains_key(&about));
-            match (before, after, online.get(&about)) {
-                (false, true, Some(status)) => self.tell_gained(to, about, *status, now).await,
-                (true, false, _) => self.tell_lost(to, about, now).await,
-                _ => {}
-            }
-        }
-    }
-
-    async fn tell_gained(
-        &self,
-        to: UserId,
-        about: UserId,
-        status: PresenceStatus,
-        now: DateTime<Utc>,
-    ) {
-        let payload = json!({ "userId": about, "timestamp": now });
-        self.tell_here(&[to], "friend_online", payload).await;
-        self.tell_here(&[to], "presence_update", update(about, status, now))
-            .await;
-    }
-
-    async fn tell_lost(&self, to: UserId, about: UserId, now: DateTime<Utc>) {
-        let payload = json!({ "userId": about, "lastSeen": now });
-        self.tell_here(&[to], "offline", payload).await;
-        self.tell_here(
-            &[to],
-            "presence_update",
-            update(about, PresenceStatus::Offline, now),
-        )
-        .await;
-    }
-
     /// Who sees `user`: their friends who are online (on any process) and, when this
     /// process holds the friend's own list, list `user` too. Uses the list held here,
     /// else reads it.
     async fn audience(&self, user: UserId) -> Vec<UserId> {
         let friends: Vec<UserId> = match self.views.friends_of(user) {
             Some(list) => list.iter().copied().collect(),
-            None => match self.app.store.friends_last_seen(user).await {
+            None => match self.store.friends_last_seen(user).await {
                 Ok(rows) => rows.into_iter().map(|r| r.user).collect(),
                 Err(e) => {
                     tracing::warn!(%user, error = %e, "cannot read friends");
@@ -416,36 +353,6 @@ impl Worker {
             .collect()
     }
 
-    async fn announce(&self, user: UserId, changes: Changes) {
-        for friend in changes.gained {
-            self.announce_gained(user, friend).await;
-        }
-        for friend in changes.lost {
-            self.announce_lost(user, friend).await;
-        }
-    }
-
-    /// `a` and `b` just became visible to each other (both held here): each learns
-    /// the other is online.
-    async fn announce_gained(&self, a: UserId, b: UserId) {
-        let now = Utc::now();
-        let statuses = self.ledger.statuses(&[a, b]).await;
-        for (to, about) in [(a, b), (b, a)] {
-            if let Some(status) = statuses.get(&about) {
-                self.tell_gained(to, about, *status, now).await;
-            }
-        }
-    }
-
-    /// `a` and `b` no longer see each other (both held here): each sees the other go
-    /// offline.
-    async fn announce_lost(&self, a: UserId, b: UserId) {
-        let now = Utc::now();
-        for (to, about) in [(a, b), (b, a)] {
-            self.tell_lost(to, about, now).await;
-        }
-    }
-
     async fn status_of(&self, user: UserId) -> PresenceStatus {
         self.ledger
             .statuses(&[user])
@@ -461,61 +368,31 @@ impl Worker {
         status: PresenceStatus,
         at: DateTime<Utc>,
     ) {
-        if let Err(e) = self.app.store.record_online(user, sid, status, at).await {
+        if let Err(e) = self.store.record_online(user, sid, status, at).await {
             tracing::warn!(%user, error = %e, "cannot record online");
         }
     }
 
-    /// Emits to every socket of `users` on the main namespaces, on every process: for
+    /// Emits to every socket of `users` that hears presence, on every process: for
     /// transitions this process alone observed.
     async fn tell(&self, users: &[UserId], event: &'static str, payload: Value) {
-        self.emit(users, event, payload, false).await;
+        self.emit(users, event, payload, Reach::Cluster).await;
     }
 
     /// Emits to the sockets of `users` on this process only: for friendship changes,
     /// which every process learns and applies to its own sockets.
     async fn tell_here(&self, users: &[UserId], event: &'static str, payload: Value) {
-        self.emit(users, event, payload, true).await;
+        self.emit(users, event, payload, Reach::ThisProcess).await;
     }
 
-    async fn emit(&self, users: &[UserId], event: &'static str, payload: Value, here: bool) {
-        if users.is_empty() {
-            return;
-        }
-        let rooms: Vec<String> = users.iter().copied().map(user_room).collect();
-        for ns in MAIN_NAMESPACES {
-            if let Some(ns) = self.app.io().of(ns) {
-                let target = match here {
-                    true => ns.local().to(rooms.clone()),
-                    false => ns.to(rooms.clone()),
-                };
-                if let Err(e) = target.emit(event, &payload).await {
-                    tracing::debug!(event, error = %e, "presence emit failed");
-                }
-            }
-        }
+    async fn emit(&self, users: &[UserId], event: &'static str, payload: Value, reach: Reach) {
+        self.fanout
+            .to_users(users, Topic::Presence, event, &payload, None, reach)
+            .await;
     }
 }
 
 /// `presence_update {userId, status, lastSeen}`.
 fn update(user: UserId, status: PresenceStatus, last_seen: DateTime<Utc>) -> Value {
     json!({ "userId": user, "status": status, "lastSeen": last_seen })
-}
-
-/// Forwards friendship changes from the database to the worker until shutdown.
-pub(super) async fn forward_friend_changes(
-    mut feed: Box<dyn FriendFeed>,
-    commands: mpsc::UnboundedSender<Command>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let change = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            change = feed.next() => change,
-        };
-        tracing::debug!(?change, "friendship change");
-        if commands.send(Command::Friends(change)).is_err() {
-            break;
-        }
-    }
 }

@@ -16,6 +16,7 @@ use socketioxide_core::Value;
 
 use crate::cluster::{Adapter, SocketRef};
 
+use super::fanout::{socket_key, user_room};
 use super::ordered::run_queue;
 use super::session::SocketSession;
 use crate::auth::token_from_handshake;
@@ -82,14 +83,12 @@ impl ConnectHandler<Adapter, SetupMarker> for SocketSetup {
             &json!({ "userId": user, "timestamp": chrono::Utc::now() }),
         );
         // Before the queue starts: the socket's own events come after its arrival.
-        session.app.presence.socket_connected(&socket, user);
+        session
+            .app
+            .presence
+            .socket_connected(user, socket_key(&socket));
         tokio::spawn(run_queue(socket, session, queue));
     }
-}
-
-/// The room every socket of a user joins (sockets get no room named after their id).
-pub fn user_room(user: crate::ids::UserId) -> String {
-    format!("user:{user}")
 }
 
 /// Every per-socket cleanup lives here: socketioxide calls it when a socket goes, and
@@ -110,7 +109,7 @@ pub(super) async fn on_disconnect(s: SocketRef, reason: DisconnectReason) {
     session
         .app
         .presence
-        .socket_disconnected(&s, session.user_id(), &session.app.store);
+        .socket_disconnected(session.user_id(), &socket_key(&s));
     metrics::gauge!("diary_connections").decrement(1.0);
     tracing::info!(user = %session.user_id(), ns = s.ns(), sid = %s.id, ?reason, last_socket, "disconnected");
 }

@@ -3,6 +3,8 @@
 
 pub mod connect;
 pub(crate) mod entries;
+mod errors;
+pub mod fanout;
 mod notifications;
 pub mod ordered;
 mod presence;

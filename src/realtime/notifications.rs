@@ -8,6 +8,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::fanout::socket_key;
 use super::ordered::{on, EventCtx, EventKind, EventPayload};
 use super::reply::{ErrorDelivery, Outcome, Reply};
 use crate::ids::NotificationId;
@@ -90,7 +91,7 @@ async fn mark_read(ctx: EventCtx, req: NotificationRef) -> Outcome {
         .session
         .app
         .notifications
-        .mark_read(ctx.session.user_id(), id, &ctx.socket)
+        .mark_read(ctx.session.user_id(), id, &socket_key(&ctx.socket))
         .await?;
     Reply::json(json!({
         "id": state.id, "is_read": state.is_read, "is_archived": state.is_archived, "count": count,
@@ -103,7 +104,7 @@ async fn archive(ctx: EventCtx, req: NotificationRef) -> Outcome {
         .session
         .app
         .notifications
-        .archive(ctx.session.user_id(), id, &ctx.socket)
+        .archive(ctx.session.user_id(), id, &socket_key(&ctx.socket))
         .await?;
     Reply::json(json!({
         "id": state.id, "is_read": state.is_read, "is_archived": state.is_archived, "count": count,
@@ -115,7 +116,7 @@ async fn mark_all_read(ctx: EventCtx, _: IgnoredAny) -> Outcome {
         .session
         .app
         .notifications
-        .mark_all_read(ctx.session.user_id(), &ctx.socket)
+        .mark_all_read(ctx.session.user_id(), &socket_key(&ctx.socket))
         .await?;
     Reply::json(json!({ "updated": updated, "count": count }))
 }

@@ -15,7 +15,7 @@ pub use directory::{DirectoryStore, EntryRole, NewEntry, NewUser, Visibility};
 pub use entries::{
     Compaction, EntryStore, EntryText, Fold, Folded, LoggedUpdate, Snapshot, StoredDoc,
 };
-pub use notifications::NotificationStore;
+pub use notifications::{NotificationFeed, NotificationStore};
 pub use presence::PresenceStore;
 
 use crate::config::{DatabaseTarget, Settings};

@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 
-use super::postgres::PgStore;
 use super::StoreResult;
 use crate::ids::{NotificationId, UserId};
 use crate::notifications::model::{
@@ -60,11 +59,23 @@ pub trait NotificationStore {
     /// Upserts the given switches (others are left as they are), atomically.
     async fn update_preferences(&self, user: UserId, changes: &Preferences) -> StoreResult<()>;
 
-    /// The Postgres store when the database announces every insert into
-    /// `notifications` (channel `diary_notifications`), so that a LISTEN connection
-    /// hears rows other applications write. `None` (SQLite): the server only knows the
-    /// rows it inserts itself.
-    fn insert_announcements(&self) -> Option<PgStore>;
+    /// Whether the database announces every insert into `notifications` (PostgreSQL),
+    /// so that [`Self::notification_feed`] hears rows other applications write. When
+    /// not (SQLite), the server only knows the rows it inserts itself.
+    fn announces_inserts(&self) -> bool;
+
+    /// Every row inserted from now on, by anyone, when [`Self::announces_inserts`]:
+    /// already listening when this returns. `None` otherwise.
+    async fn notification_feed(&self) -> StoreResult<Option<Box<dyn NotificationFeed>>>;
+}
+
+/// An endless stream of newly committed notifications that reconnects (and catches
+/// up on what it missed meanwhile) by itself.
+#[async_trait]
+pub trait NotificationFeed: Send {
+    /// The next rows, each returned once, in commit order as far as the database
+    /// tells it. Waits as long as it takes; cancel by dropping the future.
+    async fn next(&mut self) -> Vec<Deliverable>;
 }
 
 /// The preferences rows as read back; a type another program stored that the server

@@ -3,6 +3,7 @@
 
 mod directory;
 mod entries;
+mod notification_feed;
 mod notifications;
 mod presence;
 

@@ -5,13 +5,14 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::notification_feed::PgNotificationFeed;
 use super::PgStore;
 use crate::ids::{NotificationId, UserId};
 use crate::notifications::model::{
     Deliverable, NewNotification, Notification, NotificationFilter, NotificationPage,
     NotificationQuery, NotificationState, NotificationType, Preferences, Priority,
 };
-use crate::store::{NotificationStore, StoreError, StoreResult};
+use crate::store::{NotificationFeed, NotificationStore, StoreError, StoreResult};
 
 const COLUMNS: &str = "n.id, n.user_id, n.type, n.title, n.message, n.data, n.is_read, \
                        n.is_archived, n.priority, n.created_at";
@@ -54,7 +55,7 @@ impl TryFrom<Row> for Notification {
 
 /// A row plus whether its user's preference for its type is on.
 #[derive(sqlx::FromRow)]
-struct DeliveryRow {
+pub(super) struct DeliveryRow {
     #[sqlx(flatten)]
     row: Row,
     enabled: bool,
@@ -88,7 +89,7 @@ impl From<StateRow> for NotificationState {
     }
 }
 
-fn delivery_select() -> String {
+pub(super) fn delivery_select() -> String {
     format!(
         "SELECT {COLUMNS}, COALESCE(p.enabled, true) AS enabled
            FROM notifications n
@@ -259,30 +260,12 @@ impl NotificationStore for PgStore {
         Ok(())
     }
 
-    fn insert_announcements(&self) -> Option<PgStore> {
-        Some(self.clone())
+    fn announces_inserts(&self) -> bool {
+        true
     }
-}
 
-impl PgStore {
-    /// Up to `limit` rows created after `(created_at, id)` in that order, for the
-    /// listener to catch up on rows committed while it was not listening (uses
-    /// `notifications_created_idx`).
-    pub async fn notifications_created_after(
-        &self,
-        after: (DateTime<Utc>, NotificationId),
-        limit: i64,
-    ) -> StoreResult<Vec<Deliverable>> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
-            "{} WHERE (n.created_at, n.id) > ($1, $2)
-              ORDER BY n.created_at, n.id LIMIT $3",
-            delivery_select()
-        ))
-        .bind(after.0)
-        .bind(after.1 .0)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(Deliverable::try_from).collect()
+    async fn notification_feed(&self) -> StoreResult<Option<Box<dyn NotificationFeed>>> {
+        let feed = PgNotificationFeed::listen(self.clone()).await?;
+        Ok(Some(Box::new(feed)))
     }
 }

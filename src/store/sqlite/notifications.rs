@@ -10,11 +10,11 @@ use crate::notifications::model::{
     Deliverable, NewNotification, Notification, NotificationFilter, NotificationPage,
     NotificationQuery, NotificationState, Preferences, Priority,
 };
-use crate::store::postgres::PgStore;
-use crate::store::{NotificationStore, StoreError, StoreResult};
+use crate::store::{NotificationFeed, NotificationStore, StoreError, StoreResult};
 
 const COLUMNS: &str = "n.id, n.user_id, n.type, n.title, n.message, n.data, n.is_read, \
                        n.is_archived, n.priority, n.created_at";
+
 /// SQLite's `RETURNING` takes no table qualifiers.
 const RETURNING: &str =
     "id, user_id, type, title, message, data, is_read, is_archived, priority, created_at";
@@ -271,7 +271,11 @@ impl NotificationStore for SqliteStore {
         Ok(())
     }
 
-    fn insert_announcements(&self) -> Option<PgStore> {
-        None
+    fn announces_inserts(&self) -> bool {
+        false
+    }
+
+    async fn notification_feed(&self) -> StoreResult<Option<Box<dyn NotificationFeed>>> {
+        Ok(None)
     }
 }

@@ -1,0 +1,47 @@
+//! Each lower layer's errors become wire errors here, in one place: the code clients
+//! switch on (PROTOCOL.md section 3) and the message they may show. Socket.IO acks and
+//! `error` events use them as they are; the REST routes add a status to the same code
+//! (`crate::http::ApiError`).
+//!
+//! Server-side causes (`SERVER_ERROR`) are logged by [`AppError::internal`] and never
+//! reach the client.
+
+use crate::error::AppError;
+use crate::ids::IdError;
+use crate::notifications::{NotificationError, ParseError};
+use crate::presence::PresenceError;
+use crate::store::StoreError;
+
+impl From<IdError> for AppError {
+    fn from(e: IdError) -> Self {
+        AppError::validation(e.to_string())
+    }
+}
+
+impl From<ParseError> for AppError {
+    fn from(e: ParseError) -> Self {
+        AppError::validation(e.to_string())
+    }
+}
+
+impl From<NotificationError> for AppError {
+    fn from(e: NotificationError) -> Self {
+        match e {
+            NotificationError::NotFound => AppError::access_denied(),
+            NotificationError::Store(e) => AppError::internal(e),
+            NotificationError::Encode(e) => AppError::internal(e),
+        }
+    }
+}
+
+impl From<PresenceError> for AppError {
+    fn from(e: PresenceError) -> Self {
+        AppError::internal(e)
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        AppError::internal(e)
+    }
+}
