@@ -4,6 +4,7 @@
 
 mod directory;
 mod entries;
+mod notification_sql;
 mod notifications;
 pub mod postgres;
 pub mod presence;

@@ -2,20 +2,17 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::notification_feed::PgNotificationFeed;
 use super::PgStore;
 use crate::ids::{NotificationId, UserId};
 use crate::notifications::model::{
-    Deliverable, NewNotification, Notification, NotificationFilter, NotificationPage,
-    NotificationQuery, NotificationState, NotificationType, Preferences, Priority,
+    Deliverable, NewNotification, Notification, NotificationPage, NotificationQuery,
+    NotificationState, NotificationType, Preferences, Priority,
 };
+use crate::store::notification_sql::{self, COLUMNS};
 use crate::store::{NotificationFeed, NotificationStore, StoreError, StoreResult};
-
-const COLUMNS: &str = "n.id, n.user_id, n.type, n.title, n.message, n.data, n.is_read, \
-                       n.is_archived, n.priority, n.created_at";
 
 /// A `notifications` row as Postgres returns it.
 #[derive(sqlx::FromRow)]
@@ -98,22 +95,6 @@ pub(super) fn delivery_select() -> String {
     )
 }
 
-/// `WHERE` for one user's listing (uses `notifications_user_created_idx`).
-fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, user: UserId, filter: &NotificationFilter) {
-    qb.push(" WHERE n.user_id = ").push_bind(user.0);
-    qb.push(" AND n.is_archived = ").push_bind(filter.archived);
-    if let Some(unread) = filter.unread {
-        qb.push(" AND n.is_read = ").push_bind(!unread);
-    }
-    if let Some(kind) = &filter.kind {
-        qb.push(" AND n.type = ")
-            .push_bind(kind.as_str().to_string());
-    }
-    if let Some(priority) = filter.priority {
-        qb.push(" AND n.priority = ").push_bind(priority.as_str());
-    }
-}
-
 #[async_trait]
 impl NotificationStore for PgStore {
     async fn insert_notification(&self, new: &NewNotification) -> StoreResult<Notification> {
@@ -158,27 +139,7 @@ impl NotificationStore for PgStore {
         user: UserId,
         query: &NotificationQuery,
     ) -> StoreResult<NotificationPage> {
-        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM notifications n");
-        push_filter(&mut count, user, &query.filter);
-        let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
-
-        let mut page =
-            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM notifications n"));
-        push_filter(&mut page, user, &query.filter);
-        page.push(" ORDER BY n.created_at DESC, n.id DESC LIMIT ")
-            .push_bind(query.limit)
-            .push(" OFFSET ")
-            .push_bind(query.offset);
-        let rows: Vec<Row> = page.build_query_as().fetch_all(&self.pool).await?;
-        Ok(NotificationPage {
-            notifications: rows
-                .into_iter()
-                .map(Notification::try_from)
-                .collect::<StoreResult<_>>()?,
-            total,
-            limit: query.limit,
-            offset: query.offset,
-        })
+        notification_sql::list_notifications::<_, Row>(&self.pool, user.0, query).await
     }
 
     async fn unread_count(&self, user: UserId) -> StoreResult<i64> {

@@ -7,13 +7,11 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::{parse_uuid, SqliteStore};
 use crate::ids::{NotificationId, UserId};
 use crate::notifications::model::{
-    Deliverable, NewNotification, Notification, NotificationFilter, NotificationPage,
-    NotificationQuery, NotificationState, Preferences, Priority,
+    Deliverable, NewNotification, Notification, NotificationPage, NotificationQuery,
+    NotificationState, Preferences, Priority,
 };
+use crate::store::notification_sql::{self, COLUMNS};
 use crate::store::{NotificationFeed, NotificationStore, StoreError, StoreResult};
-
-const COLUMNS: &str = "n.id, n.user_id, n.type, n.title, n.message, n.data, n.is_read, \
-                       n.is_archived, n.priority, n.created_at";
 
 /// SQLite's `RETURNING` takes no table qualifiers.
 const RETURNING: &str =
@@ -80,22 +78,6 @@ impl TryFrom<StateRow> for NotificationState {
             is_read: r.is_read,
             is_archived: r.is_archived,
         })
-    }
-}
-
-/// `WHERE` for one user's listing (uses `notifications_user_created_idx`).
-fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, user: UserId, filter: &NotificationFilter) {
-    qb.push(" WHERE n.user_id = ").push_bind(user.to_string());
-    qb.push(" AND n.is_archived = ").push_bind(filter.archived);
-    if let Some(unread) = filter.unread {
-        qb.push(" AND n.is_read = ").push_bind(!unread);
-    }
-    if let Some(kind) = &filter.kind {
-        qb.push(" AND n.type = ")
-            .push_bind(kind.as_str().to_string());
-    }
-    if let Some(priority) = filter.priority {
-        qb.push(" AND n.priority = ").push_bind(priority.as_str());
     }
 }
 
@@ -168,27 +150,7 @@ impl NotificationStore for SqliteStore {
         user: UserId,
         query: &NotificationQuery,
     ) -> StoreResult<NotificationPage> {
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM notifications n");
-        push_filter(&mut count, user, &query.filter);
-        let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
-
-        let mut page =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM notifications n"));
-        push_filter(&mut page, user, &query.filter);
-        page.push(" ORDER BY n.created_at DESC, n.id DESC LIMIT ")
-            .push_bind(query.limit)
-            .push(" OFFSET ")
-            .push_bind(query.offset);
-        let rows: Vec<Row> = page.build_query_as().fetch_all(&self.pool).await?;
-        Ok(NotificationPage {
-            notifications: rows
-                .into_iter()
-                .map(Notification::try_from)
-                .collect::<StoreResult<_>>()?,
-            total,
-            limit: query.limit,
-            offset: query.offset,
-        })
+        notification_sql::list_notifications::<_, Row>(&self.pool, user.to_string(), query).await
     }
 
     async fn unread_count(&self, user: UserId) -> StoreResult<i64> {
