@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 use crate::ids::{EntryId, UserId};
-use crate::presence::PresenceStatus;
+use crate::presence::status::PresenceStatus;
 
 /// A friend of some user, and when that friend was last seen (`ws_connections.last_seen`;
 /// `None` when they never connected).

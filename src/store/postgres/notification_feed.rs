@@ -25,7 +25,6 @@ use sqlx::Executor;
 use tokio::time::{interval, sleep, timeout, Interval, MissedTickBehavior};
 use uuid::Uuid;
 
-use super::notifications::DeliveryRow;
 use super::PgStore;
 use crate::ids::NotificationId;
 use crate::notifications::model::Deliverable;
@@ -270,29 +269,6 @@ fn announced_id(notification: &PgNotification) -> Option<NotificationId> {
             );
             None
         }
-    }
-}
-
-impl PgStore {
-    /// Up to `limit` rows created after `(created_at, id)` in that order, for a
-    /// catch-up on rows committed while the feed was not listening (uses
-    /// `notifications_created_idx`).
-    async fn notifications_created_after(
-        &self,
-        after: (DateTime<Utc>, NotificationId),
-        limit: i64,
-    ) -> StoreResult<Vec<Deliverable>> {
-        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
-            "{} WHERE (n.created_at, n.id) > ($1, $2)
-              ORDER BY n.created_at, n.id LIMIT $3",
-            super::notifications::delivery_select()
-        ))
-        .bind(after.0)
-        .bind(after.1 .0)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter().map(Deliverable::try_from).collect()
     }
 }
 

@@ -52,7 +52,7 @@ impl TryFrom<Row> for Notification {
 
 /// A row plus whether its user's preference for its type is on.
 #[derive(sqlx::FromRow)]
-pub(super) struct DeliveryRow {
+struct DeliveryRow {
     #[sqlx(flatten)]
     row: Row,
     enabled: bool,
@@ -86,7 +86,7 @@ impl From<StateRow> for NotificationState {
     }
 }
 
-pub(super) fn delivery_select() -> String {
+fn delivery_select() -> String {
     format!(
         "SELECT {COLUMNS}, COALESCE(p.enabled, true) AS enabled
            FROM notifications n
@@ -228,5 +228,28 @@ impl NotificationStore for PgStore {
     async fn notification_feed(&self) -> StoreResult<Option<Box<dyn NotificationFeed>>> {
         let feed = PgNotificationFeed::listen(self.clone()).await?;
         Ok(Some(Box::new(feed)))
+    }
+}
+
+impl PgStore {
+    /// Up to `limit` rows created after `(created_at, id)` in that order, for a
+    /// catch-up on rows committed while the feed was not listening (uses
+    /// `notifications_created_idx`).
+    pub(super) async fn notifications_created_after(
+        &self,
+        after: (DateTime<Utc>, NotificationId),
+        limit: i64,
+    ) -> StoreResult<Vec<Deliverable>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
+            "{} WHERE (n.created_at, n.id) > ($1, $2)
+              ORDER BY n.created_at, n.id LIMIT $3",
+            delivery_select()
+        ))
+        .bind(after.0)
+        .bind(after.1 .0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Deliverable::try_from).collect()
     }
 }

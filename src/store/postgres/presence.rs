@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::ids::{EntryId, UserId};
-use crate::presence::PresenceStatus;
+use crate::presence::status::PresenceStatus;
 use crate::store::presence::{parse_friend_change, FriendChange, FriendFeed, FriendRow};
 use crate::store::{PresenceStore, StoreResult};
 

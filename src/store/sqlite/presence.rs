@@ -4,7 +4,7 @@ use sqlx::QueryBuilder;
 
 use super::{parse_uuid, SqliteStore};
 use crate::ids::{EntryId, UserId};
-use crate::presence::PresenceStatus;
+use crate::presence::status::PresenceStatus;
 use crate::store::presence::{FriendFeed, FriendRow};
 use crate::store::{PresenceStore, StoreError, StoreResult};
 
