@@ -14,6 +14,11 @@ use crate::state::AppState;
 
 /// `201` and the stored notification. `401` without a valid token, `403` when the
 /// token's `role` is not `service`, `400` for a bad body.
+#[tracing::instrument(
+    name = "POST /api/notifications",
+    skip_all,
+    fields(caller = %caller.user_id)
+)]
 pub async fn create(
     State(app): State<AppState>,
     BearerUser(caller): BearerUser,

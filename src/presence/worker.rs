@@ -132,6 +132,7 @@ impl Worker {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%user, sid = socket.sid()))]
     async fn arrived(&mut self, user: UserId, socket: SocketKey) {
         let sid = socket.sid();
         let now = Utc::now();
@@ -242,6 +243,7 @@ impl Worker {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%user))]
     async fn left(&mut self, user: UserId, at: DateTime<Utc>) {
         let none_here = self.count_local_departure(user);
         match self.ledger.depart(user, at).await {
@@ -270,6 +272,7 @@ impl Worker {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%user))]
     async fn grace_over(&mut self, user: UserId, ticket: GraceTicket) {
         let Some(last_seen) = self.ledger.expire(user, ticket).await else {
             // Came back meanwhile (maybe through another process only).
@@ -283,6 +286,7 @@ impl Worker {
 
     /// The ledger made `user` offline here: record it and tell their friends (on every
     /// process: this process is the one that observed it).
+    #[tracing::instrument(level = "debug", skip_all, fields(%user))]
     async fn went_offline(&mut self, user: UserId, last_seen: DateTime<Utc>) {
         tracing::debug!(%user, "offline");
         metrics::gauge!("diary_presence_online_users").decrement(1.0);
@@ -305,6 +309,7 @@ impl Worker {
         .await;
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(%user, ?status))]
     async fn set_status(
         &mut self,
         user: UserId,

@@ -61,6 +61,11 @@ struct NotificationRef {
 impl EventPayload for NotificationRef {}
 impl EventPayload for PreferencesUpdate {}
 
+#[tracing::instrument(
+    name = "notification:list_request",
+    skip_all,
+    fields(user = %ctx.session.user_id())
+)]
 async fn list(ctx: EventCtx, req: Option<ListRequest>) -> Outcome {
     let query = NotificationQuery::parse(req.unwrap_or_default())?;
     let page = ctx
@@ -73,6 +78,11 @@ async fn list(ctx: EventCtx, req: Option<ListRequest>) -> Outcome {
     Reply::json(&page)
 }
 
+#[tracing::instrument(
+    name = "notification:count_request",
+    skip_all,
+    fields(user = %ctx.session.user_id())
+)]
 async fn count(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     let count = ctx
         .session
@@ -85,8 +95,14 @@ async fn count(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     Reply::json(body)
 }
 
+#[tracing::instrument(
+    name = "notification:mark_read",
+    skip_all,
+    fields(user = %ctx.session.user_id(), notification = tracing::field::Empty)
+)]
 async fn mark_read(ctx: EventCtx, req: NotificationRef) -> Outcome {
     let id = NotificationId::parse(&req.notification_id)?;
+    tracing::Span::current().record("notification", tracing::field::display(id));
     let (state, count) = ctx
         .session
         .app
@@ -98,8 +114,14 @@ async fn mark_read(ctx: EventCtx, req: NotificationRef) -> Outcome {
     }))
 }
 
+#[tracing::instrument(
+    name = "notification:archive",
+    skip_all,
+    fields(user = %ctx.session.user_id(), notification = tracing::field::Empty)
+)]
 async fn archive(ctx: EventCtx, req: NotificationRef) -> Outcome {
     let id = NotificationId::parse(&req.notification_id)?;
+    tracing::Span::current().record("notification", tracing::field::display(id));
     let (state, count) = ctx
         .session
         .app
@@ -111,6 +133,11 @@ async fn archive(ctx: EventCtx, req: NotificationRef) -> Outcome {
     }))
 }
 
+#[tracing::instrument(
+    name = "notification:mark_all_read",
+    skip_all,
+    fields(user = %ctx.session.user_id())
+)]
 async fn mark_all_read(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     let (updated, count) = ctx
         .session
@@ -121,6 +148,11 @@ async fn mark_all_read(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     Reply::json(json!({ "updated": updated, "count": count }))
 }
 
+#[tracing::instrument(
+    name = "notification:preferences_get",
+    skip_all,
+    fields(user = %ctx.session.user_id())
+)]
 async fn preferences_get(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     let preferences = ctx
         .session
@@ -133,6 +165,11 @@ async fn preferences_get(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     Reply::json(body)
 }
 
+#[tracing::instrument(
+    name = "notification:preferences_update",
+    skip_all,
+    fields(user = %ctx.session.user_id())
+)]
 async fn preferences_update(ctx: EventCtx, req: PreferencesUpdate) -> Outcome {
     let changes = req.parse()?;
     let preferences = ctx

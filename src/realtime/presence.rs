@@ -28,6 +28,11 @@ pub fn register(s: &SocketRef) {
 }
 
 /// Answers `{ok:true, status, lastSeen}`.
+#[tracing::instrument(
+    name = "presence_update",
+    skip_all,
+    fields(user = %ctx.session.user_id(), status = ?request.status)
+)]
 async fn presence_update(ctx: EventCtx, request: PresenceUpdate) -> Outcome {
     let app = &ctx.session.app;
     let (status, last_seen) = app

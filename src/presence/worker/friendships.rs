@@ -13,6 +13,7 @@ use crate::presence::status::PresenceStatus;
 use crate::store::presence::{FriendChange, FriendFeed};
 
 impl Worker {
+    #[tracing::instrument(level = "debug", skip(self))]
     pub(super) async fn friends_changed(&mut self, change: FriendChange) {
         match change {
             FriendChange::Added(a, b) => {
