@@ -7,12 +7,14 @@
 #   scripts/bench-heap.sh idle 2000
 #   scripts/bench-heap.sh storm 2000
 # Needs heaptrack (Debian: apt-get install heaptrack). Keeps the profile in target/heap/.
+# BIN_DIR=dir profiles binaries built elsewhere (e.g. a copy of an older build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:-idle}
 n=${2:-2000}
 command -v heaptrack >/dev/null || { echo "heaptrack is not installed" >&2; exit 1; }
-cargo build --release --bin diary-realtime --bin loadgen
+bin=${BIN_DIR:-target/release}
+[ -n "${BIN_DIR:-}" ] || cargo build --release --bin diary-realtime --bin loadgen
 
 secret=loadgen-secret-0123456789abcdef0123456789
 db="bench_heap_$$"
@@ -23,7 +25,7 @@ out="target/heap/$scenario-$n"
 rm -f "$out".zst
 psql -q "$admin" -c "CREATE DATABASE $db"
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" JWT_SECRET="$secret" PORT=$port \
-  HOST=127.0.0.1 RUST_LOG=warn taskset -c 1 heaptrack -o "$out" target/release/diary-realtime >/dev/null &
+  HOST=127.0.0.1 RUST_LOG=warn taskset -c 1 heaptrack -o "$out" "$bin/diary-realtime" >/dev/null &
 tracker=$!
 loadgen=
 cleanup() {
@@ -47,7 +49,7 @@ metric() { # sum of a metric's samples, optionally only lines containing $2
 }
 # The storm holds its sockets for a while after the last sync, so the snapshot can
 # be taken while they are all still there.
-target/release/loadgen "$scenario" "$n" --url "http://127.0.0.1:$port" --server-pid "$server" \
+"$bin/loadgen" "$scenario" "$n" --url "http://127.0.0.1:$port" --server-pid "$server" \
   --database-url "postgres://postgres@127.0.0.1:5432/$db" --jwt-secret "$secret" \
   --hold-secs 60 --give-back-secs 1 >"$out.loadgen" 2>&1 &
 loadgen=$!
@@ -67,6 +69,8 @@ kill -KILL "$server"
 wait "$tracker" 2>/dev/null || true
 kill "$loadgen" 2>/dev/null || true
 loadgen=
-heaptrack_print -f "$out".zst --flamegraph-cost-type leaked -F "$out.folded" >/dev/null
+heaptrack_print -f "$out".zst --flamegraph-cost-type leaked -F "$out.raw" >/dev/null
+# Rust symbols (v0 mangling) by name, without crate hashes.
+c++filt <"$out.raw" | sed 's/\[[0-9a-f]\{16\}\]//g' >"$out.folded"
 echo "== heap by owner, $scenario n=$n, server VmRSS ${rss} KiB at the snapshot"
 python3 scripts/heap_owners.py "$out.folded" "$n"

@@ -9,9 +9,10 @@ from collections import defaultdict
 
 # Frames that allocate on someone else's behalf: skipped when looking for the owner.
 PLUMBING = re.compile(
-    r"^(<)?(alloc|core|std|hashbrown|bytes|futures_\w+|futures|__rust|__libc|malloc|"
+    r"^(<)?(alloc|core|std|hashbrown|bytes|futures_\w+|futures|__rust|__rdl|__libc|malloc|"
     r"realloc|calloc|operator new|smallvec|indexmap|dashmap|arc_swap|parking_lot|"
-    r"serde|serde_json|memchr|slab|tracing|http::header|<unresolved|\?\?)"
+    r"serde|serde_json|memchr|slab|tracing|http::header|tokio::sync|tokio::util|"
+    r"tokio::runtime::task|tokio::task|0x|<unresolved|\?\?)"
 )
 TASK = re.compile(r"tokio::runtime::task::(raw|core|harness)|tokio::task::spawn|tokio::runtime::\w+::spawn")
 OWNERS = [
@@ -30,6 +31,18 @@ OWNERS = [
     ("governor (rate limit)", r"^<?governor"),
     ("tokio (io driver, timers)", r"^<?tokio"),
 ]
+
+
+LEGACY = [("$LT$", "<"), ("$GT$", ">"), ("$u20$", " "), ("$C$", ","), ("$RF$", "&"),
+          ("$BP$", "*"), ("$u7b$", "{"), ("$u7d$", "}"), ("..", "::")]
+
+
+def clean(frame):
+    """One frame's function name: no file suffix, no legacy mangling or hash."""
+    frame = re.sub(r" \([^()]*\)$", "", frame.strip())
+    for a, b in LEGACY:
+        frame = frame.replace(a, b)
+    return re.sub(r"::h[0-9a-f]{16}$", "", frame)
 
 
 def owner(frames):
@@ -56,7 +69,8 @@ def main():
         stack, _, count = line.rstrip("\n").rpartition(" ")
         if not count.isdigit():
             continue
-        totals[owner(stack.split(";"))] += int(count)
+        frames = [clean(f) for f in stack.split(";") if f.strip()]
+        totals[owner(frames)] += int(count)
     grand = sum(totals.values())
     print(f"| owner | KiB total | bytes per socket | share |")
     print("|---|---|---|---|")
