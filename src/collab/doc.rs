@@ -401,8 +401,9 @@ fn change_of(txn: &TransactionMut) -> Change {
 }
 
 /// Refuses a delta that does not fit a text of `len` UTF-16 units: retains or deletes
-/// past the end, empty or zero-length operations, inserts that are neither text nor
-/// an embed object.
+/// past the end, empty inserts, inserts that are neither text nor an embed object.
+/// A zero-length retain or delete is a no-op, as quill-delta treats it: hand-built
+/// deltas like `[{retain: i}, {insert: c}]` produce one at `i = 0`.
 fn check_fits(ops: &[QuillOp], len: u32) -> Result<(), DocError> {
     let bad = |m: &str| Err(DocError::BadDelta(m.to_string()));
     let mut cursor: u64 = 0;
@@ -414,9 +415,6 @@ fn check_fits(ops: &[QuillOp], len: u32) -> Result<(), DocError> {
                 _ => return bad("insert must be a non-empty string or an embed object"),
             },
             QuillOp::Retain { retain: n, .. } | QuillOp::Delete { delete: n } => {
-                if *n == 0 {
-                    return bad("lengths must be positive");
-                }
                 cursor += u64::from(*n);
                 if cursor > u64::from(len) {
                     return bad("retain or delete goes past the end of the text");
@@ -429,6 +427,7 @@ fn check_fits(ops: &[QuillOp], len: u32) -> Result<(), DocError> {
 
 fn to_yrs_delta(ops: &[QuillOp]) -> Vec<Delta<Any>> {
     ops.iter()
+        .filter(|op| !is_zero_length(op))
         .map(|op| match op {
             QuillOp::Insert { insert, attributes } => Delta::Inserted(
                 delta::json_to_any(insert),
@@ -445,6 +444,13 @@ fn to_yrs_delta(ops: &[QuillOp]) -> Vec<Delta<Any>> {
             ),
         })
         .collect()
+}
+
+fn is_zero_length(op: &QuillOp) -> bool {
+    matches!(
+        op,
+        QuillOp::Retain { retain: 0, .. } | QuillOp::Delete { delete: 0 }
+    )
 }
 
 impl Default for EntryDoc {
@@ -516,7 +522,7 @@ mod tests {
         for bad in [
             serde_json::json!([{"retain": 12}]),
             serde_json::json!([{"delete": 20}]),
-            serde_json::json!([{"retain": 0}]),
+            serde_json::json!([{"retain": 0}, {"retain": 12}]),
             serde_json::json!([{"insert": ""}]),
             serde_json::json!([{"insert": 5}]),
         ] {
@@ -527,6 +533,39 @@ mod tests {
             .is_err());
         assert_eq!(doc.text(), "hello world");
         assert_eq!(doc.version(), 2);
+    }
+
+    #[test]
+    fn zero_length_retains_and_deletes_are_no_ops() {
+        let mut doc = EntryDoc::new();
+        doc.set_version(0);
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 0}, {"insert": "ab"}])),
+            None,
+        )
+        .unwrap();
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 1}, {"delete": 0}, {"insert": "X"}, {"retain": 0}])),
+            None,
+        )
+        .unwrap();
+        assert_eq!(doc.text(), "aXb");
+        assert_eq!(doc.version(), 2);
+        assert!(matches!(
+            doc.apply_delta(
+                &ops(serde_json::json!([{"retain": 0}, {"delete": 0}])),
+                None
+            ),
+            Ok(Applied::Unchanged)
+        ));
+        assert_eq!(doc.version(), 2);
+        // Stale bases take the same path.
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 0}, {"insert": "<"}])),
+            Some(1),
+        )
+        .unwrap();
+        assert_eq!(doc.text(), "<aXb");
     }
 
     #[test]
