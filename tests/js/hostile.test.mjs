@@ -129,6 +129,8 @@ test('the crashers as y-socket.io sync-update: an error event, nothing applied',
     const b = await t.editor('bob');
     y.text.insert(0, 'stable');
     await docUntil(b.doc, () => b.text.toString() === 'stable');
+    // sync-update has no ack, and relaying does not wait for the commit.
+    await eventually(async () => (await t.storedRows()) === 1, 5000, 'the edit stored');
     const rows = await t.storedRows();
     for (const [what, update] of CRASHERS) {
       const error = waitFor(y.socket, 'error', (e) => e?.event === 'sync-update');
