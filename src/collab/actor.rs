@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::awareness::{AwarenessStates, Owner};
 use super::cursors::{CursorView, Cursors, Position, Selection};
 use super::delta::{QuillDelta, QuillOp};
-use super::doc::{Applied, DocError, EntryDoc};
+use super::doc::{Applied, DocError, EntryDoc, StoredRow};
 use super::persist::{Persister, Write};
 use super::registry::Registry;
 use super::replication::{Message, Replication};
@@ -268,7 +268,7 @@ pub async fn run(
     // `DOC_LOADS_AT_ONCE`) instead of all waiting on the pool and timing out.
     let permit = loads.acquire().await.ok();
     let loaded = match store.load_doc(entry).await {
-        Ok(stored) => rebuild(&stored, &[]).map(|doc| (doc, stored)),
+        Ok(stored) => rebuild(entry, &stored, &[]).map(|doc| (doc, stored)),
         Err(e) => Err(AppError::internal(e)),
     };
     drop(permit);
@@ -335,38 +335,60 @@ pub async fn run(
     tracing::debug!(%entry, "doc unloaded");
 }
 
-/// Builds a doc from its stored form plus updates not yet committed.
-fn rebuild(stored: &StoredDoc, uncommitted: &[LoggedUpdate]) -> Result<EntryDoc, AppError> {
+/// Builds a doc from its stored form plus updates not yet committed. A stored row the
+/// gate refuses is logged and skipped; the entry stays usable without it.
+fn rebuild(
+    entry: EntryId,
+    stored: &StoredDoc,
+    uncommitted: &[LoggedUpdate],
+) -> Result<EntryDoc, AppError> {
     let mut doc = EntryDoc::new();
-    let mut version = 0;
-    if let Some(snapshot) = &stored.snapshot {
-        doc.restore(&snapshot.state).map_err(AppError::internal)?;
-        version = snapshot.version;
+    let snapshot = stored.snapshot.iter().map(|s| {
+        let row = StoredRow::Snapshot {
+            upto_seq: s.upto_seq,
+        };
+        (row, &s.state[..])
+    });
+    let log = stored.updates.iter().chain(uncommitted);
+    let rows = log
+        .clone()
+        .map(|r| (StoredRow::Log { seq: r.seq }, &r.payload[..]));
+    let skipped = doc
+        .restore_all(snapshot.chain(rows))
+        .map_err(AppError::internal)?;
+    for (row, error) in skipped {
+        tracing::warn!(%entry, ?row, %error, "stored update refused at load; skipped");
     }
-    for row in stored.updates.iter().chain(uncommitted) {
-        doc.restore(&row.payload).map_err(AppError::internal)?;
-        version = version.max(row.version);
-    }
+    let version = log
+        .map(|r| r.version)
+        .chain(stored.snapshot.iter().map(|s| s.version))
+        .max()
+        .unwrap_or(0);
     doc.set_version(u64::try_from(version).unwrap_or(0));
     Ok(doc)
 }
 
 /// What a compaction stores: the stored doc with this replica's state (`own`, at
 /// `version`) merged in, so nothing either holds is lost.
-fn fold(own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
+fn fold(entry: EntryId, own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
     // Decoding and encoding a whole doc is CPU work: keep other tasks on this worker
     // running meanwhile (where the runtime allows it).
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi_thread {
-        tokio::task::block_in_place(|| fold_now(own, version, stored))
+        tokio::task::block_in_place(|| fold_now(entry, own, version, stored))
     } else {
-        fold_now(own, version, stored)
+        fold_now(entry, own, version, stored)
     }
 }
 
-fn fold_now(own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
-    let mut doc = rebuild(stored, &[]).map_err(|e| e.message)?;
+fn fold_now(
+    entry: EntryId,
+    own: &[u8],
+    version: u64,
+    stored: &StoredDoc,
+) -> Result<Folded, String> {
+    let mut doc = rebuild(entry, stored, &[]).map_err(|e| e.message)?;
     doc.restore(own).map_err(|e| e.to_string())?;
     if doc.has_pending() {
         // The snapshot would drop what is pending: keep the log as it is.
@@ -705,7 +727,7 @@ impl DocActor {
             .collect();
         let version = self.doc.version();
         match self.store.load_doc(self.entry).await {
-            Ok(stored) => match rebuild(&stored, &uncommitted) {
+            Ok(stored) => match rebuild(self.entry, &stored, &uncommitted) {
                 Ok(mut doc) => {
                     doc.set_version(version);
                     self.doc = doc;
@@ -797,7 +819,7 @@ impl DocActor {
         let (store, entry, mailbox) = (self.store.clone(), self.entry, self.mailbox.clone());
         tokio::spawn(async move {
             let outcome = match store
-                .compact(entry, &move |stored| fold(&own, version, stored))
+                .compact(entry, &move |stored| fold(entry, &own, version, stored))
                 .await
             {
                 Ok(outcome) => Some(outcome),
@@ -1004,9 +1026,10 @@ impl DocActor {
         let version = self.doc.version();
         if self.rows_since_snapshot > 0 && !self.doc.has_pending() {
             let own = self.doc.encode_full();
+            let entry = self.entry;
             match self
                 .store
-                .compact(self.entry, &move |stored| fold(&own, version, stored))
+                .compact(entry, &move |stored| fold(entry, &own, version, stored))
                 .await
             {
                 Ok(Compaction::Done) => return,
