@@ -6,6 +6,7 @@ mod awareness;
 pub mod cursors;
 pub mod delta;
 pub mod doc;
+pub mod gate;
 mod persist;
 mod registry;
 pub mod replication;
