@@ -340,18 +340,22 @@ impl EntryDoc {
     }
 
     /// The plain text, as saved for the main app. yrs builds it from the strings it
-    /// holds; should those ever be corrupt (the failure class of issue 13), the bytes
-    /// are checked here so corrupt text is reported and never saved: invalid sequences
-    /// become U+FFFD.
+    /// holds; should those ever be corrupt (the failure class of issue 13), corrupt
+    /// text is reported and never saved: invalid sequences become U+FFFD.
     pub fn text(&self) -> String {
+        self.checked_text().unwrap_or_else(|bytes| {
+            metrics::counter!("diary_corrupt_text_total").increment(1);
+            tracing::error!("yrs produced text that is not UTF-8; saving it repaired");
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    }
+
+    /// The plain text if its bytes are UTF-8, else the bytes.
+    pub fn checked_text(&self) -> Result<String, Vec<u8>> {
         let text = self.text.get_string(&self.doc.transact());
         match std::str::from_utf8(text.as_bytes()) {
-            Ok(_) => text,
-            Err(_) => {
-                metrics::counter!("diary_corrupt_text_total").increment(1);
-                tracing::error!("yrs produced text that is not UTF-8; saving it repaired");
-                String::from_utf8_lossy(text.as_bytes()).into_owned()
-            }
+            Ok(_) => Ok(text),
+            Err(_) => Err(text.into_bytes()),
         }
     }
 
