@@ -17,6 +17,7 @@ use crate::presence::redis_ledger::RedisLedger;
 use crate::presence::Presence;
 use crate::ratelimit::UserRateLimiter;
 use crate::realtime::fanout::SocketIoFanout;
+use crate::realtime::room::SocketRoom;
 use crate::store::Store;
 
 /// Cheap to clone: one `Arc`.
@@ -87,7 +88,7 @@ impl AppState {
             notifications: Arc::new(NotificationService::new(store.clone(), fanout)),
             limiter,
             connections,
-            collab: Collab::start(store.clone(), replication),
+            collab: Collab::start(store.clone(), replication, SocketRoom::shared()),
             presence,
             node,
             shutdown: CancellationToken::new(),
