@@ -8,6 +8,7 @@ pub mod cursors;
 pub mod delta;
 pub mod doc;
 pub mod error;
+pub mod gate;
 pub mod outbound;
 mod persist;
 mod registry;

@@ -148,16 +148,18 @@ struct JoinAck<'a> {
     version: u64,
     content: &'a str,
     viewers: &'a [Viewer],
+    title: &'a str,
 }
 
-impl<'a> From<&'a JoinInfo> for JoinAck<'a> {
-    fn from(info: &'a JoinInfo) -> Self {
+impl<'a> JoinAck<'a> {
+    fn new(info: &'a JoinInfo, title: &'a str) -> Self {
         JoinAck {
             entry_id: info.entry_id,
             role: info.role,
             version: info.version,
             content: &info.content,
             viewers: &info.viewers,
+            title,
         }
     }
 }
@@ -179,7 +181,13 @@ async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
     ctx.session.mark_joined(req.entry_id);
     tracing::info!(%user, entry = %req.entry_id, ?role, "joined entry room");
     let Joined { info, acked } = joined;
-    let ack = Reply::json(JoinAck::from(&info))?;
+    // The title rides along (additively) so a page can name the entry.
+    let title = app
+        .store
+        .entry_title(req.entry_id)
+        .await?
+        .unwrap_or_default();
+    let ack = Reply::json(JoinAck::new(&info, &title))?;
     Ok(Reply::Then(Box::new(ack), AfterAck::Joined(acked)))
 }
 
