@@ -294,23 +294,6 @@ pub async fn seed_log(db: &PgPool, entry: Uuid, payloads: &[Vec<u8>]) -> anyhow:
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replaces_the_database() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://h?sslmode=disable", "x").unwrap(),
-            "postgres://h/x?sslmode=disable"
-        );
-    }
-}
-
 /// Whether a server on `port` answers `GET /health` (with any status) within a second.
 async fn answers_http(port: u16) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -326,4 +309,21 @@ async fn answers_http(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(1), stream.read(&mut first)).await,
         Ok(Ok(1))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_database() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://h?sslmode=disable", "x").unwrap(),
+            "postgres://h/x?sslmode=disable"
+        );
+    }
 }
