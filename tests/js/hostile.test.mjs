@@ -188,3 +188,42 @@ test("the crashers as the answer to the server's sync step 1, on both namespaces
     await t.close();
   }
 });
+
+test('a stored row the gate refuses is logged and skipped at load; the entry stays usable', async () => {
+  const t = await setup();
+  try {
+    const a = await t.editor('alice');
+    a.text.insert(0, 'stable');
+    await a.settled();
+    a.close();
+    const loaded = async () => {
+      const text = await (await fetch(`${t.server.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('diary_docs_loaded'));
+      return line ? Number(line.split(' ').pop()) : 0;
+    };
+    await eventually(async () => (await loaded()) === 0, 10000, 'the doc unloaded');
+    // A row written behind the server's back (or before the gate existed).
+    const { rows } = await t.db.query(
+      `SELECT GREATEST(
+         (SELECT COALESCE(MAX(seq), 0) FROM entry_updates WHERE entry_id = $1),
+         (SELECT COALESCE(MAX(upto_seq), 0) FROM entry_snapshots WHERE entry_id = $1)) + 1 AS seq`,
+      [t.entry],
+    );
+    const seq = Number(rows[0].seq);
+    await t.db.query('INSERT INTO entry_updates (entry_id, seq, version, payload) VALUES ($1, $2, $3, $4)', [
+      t.entry,
+      seq,
+      seq,
+      DUPLICATE_CLIENT,
+    ]);
+    const b = await t.editor('bob');
+    assert.equal(b.text.toString(), 'stable');
+    const warning = t.server.logs.find((l) => l.includes('stored update refused at load'));
+    assert.ok(warning, 'no warning logged');
+    assert.ok(warning.includes(t.entry) && warning.includes(`seq: ${seq}`), warning);
+    await stillServing(t, b, 'stable');
+    b.close();
+  } finally {
+    await t.close();
+  }
+});

@@ -69,7 +69,7 @@ impl DocActor {
             .collect();
         let version = self.doc.version();
         match self.store.load_doc(self.entry).await {
-            Ok(stored) => match rebuild(&stored, &uncommitted) {
+            Ok(stored) => match rebuild(self.entry, &stored, &uncommitted) {
                 Ok(mut doc) => {
                     doc.set_version(version);
                     self.doc = doc;

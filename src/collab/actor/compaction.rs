@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::{rebuild, DocActor, COMPACT_AFTER_ROWS};
 use crate::collab::command::DocCommand;
+use crate::ids::EntryId;
 use crate::store::{Compaction, Folded, StoreResult, StoredDoc};
 
 impl DocActor {
@@ -23,7 +24,7 @@ impl DocActor {
         let (store, entry, mailbox) = (self.store.clone(), self.entry, self.mailbox.clone());
         tokio::spawn(async move {
             let outcome = match store
-                .compact(entry, &move |stored| fold(&own, version, stored))
+                .compact(entry, &move |stored| fold(entry, &own, version, stored))
                 .await
             {
                 Ok(outcome) => Some(outcome),
@@ -39,8 +40,9 @@ impl DocActor {
     /// Compacts at once, in the actor (it is unloading).
     pub(super) async fn compact_now(&self, version: u64) -> StoreResult<Compaction> {
         let own = self.doc.encode_full();
+        let entry = self.entry;
         self.store
-            .compact(self.entry, &move |stored| fold(&own, version, stored))
+            .compact(entry, &move |stored| fold(entry, &own, version, stored))
             .await
     }
 
@@ -64,20 +66,25 @@ impl DocActor {
 
 /// What a compaction stores: the stored doc with this replica's state (`own`, at
 /// `version`) merged in, so nothing either holds is lost.
-fn fold(own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
+fn fold(entry: EntryId, own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
     // Decoding and encoding a whole doc is CPU work: keep other tasks on this worker
     // running meanwhile (where the runtime allows it).
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi_thread {
-        tokio::task::block_in_place(|| fold_now(own, version, stored))
+        tokio::task::block_in_place(|| fold_now(entry, own, version, stored))
     } else {
-        fold_now(own, version, stored)
+        fold_now(entry, own, version, stored)
     }
 }
 
-fn fold_now(own: &[u8], version: u64, stored: &StoredDoc) -> Result<Folded, String> {
-    let mut doc = rebuild(stored, &[])?;
+fn fold_now(
+    entry: EntryId,
+    own: &[u8],
+    version: u64,
+    stored: &StoredDoc,
+) -> Result<Folded, String> {
+    let mut doc = rebuild(entry, stored, &[])?;
     doc.restore(own).map_err(|e| e.to_string())?;
     if doc.has_pending() {
         // The snapshot would drop what is pending: keep the log as it is.

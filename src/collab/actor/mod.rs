@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use super::awareness::AwarenessStates;
 use super::command::{ContentView, DocCommand, Member, MemberId, ReplyTo, Viewer};
 use super::cursors::Cursors;
-use super::doc::EntryDoc;
+use super::doc::{EntryDoc, StoredRow};
 use super::outbound::Outbound;
 use super::persist::Persister;
 use super::registry::Registry;
@@ -118,7 +118,7 @@ pub async fn run(
     // `DOC_LOADS_AT_ONCE`) instead of all waiting on the pool and timing out.
     let permit = loads.acquire().await.ok();
     let loaded = match store.load_doc(entry).await {
-        Ok(stored) => rebuild(&stored, &[]).map(|doc| (doc, stored)),
+        Ok(stored) => rebuild(entry, &stored, &[]).map(|doc| (doc, stored)),
         Err(e) => Err(e.to_string()),
     };
     drop(permit);
@@ -186,18 +186,35 @@ pub async fn run(
     tracing::debug!(%entry, "doc unloaded");
 }
 
-/// Builds a doc from its stored form plus updates not yet committed.
-fn rebuild(stored: &StoredDoc, uncommitted: &[LoggedUpdate]) -> Result<EntryDoc, String> {
+/// Builds a doc from its stored form plus updates not yet committed. A stored row the
+/// gate refuses is logged and skipped; the entry stays usable without it.
+fn rebuild(
+    entry: EntryId,
+    stored: &StoredDoc,
+    uncommitted: &[LoggedUpdate],
+) -> Result<EntryDoc, String> {
     let mut doc = EntryDoc::new();
-    let mut version = 0;
-    if let Some(snapshot) = &stored.snapshot {
-        doc.restore(&snapshot.state).map_err(|e| e.to_string())?;
-        version = snapshot.version;
+    let snapshot = stored.snapshot.iter().map(|s| {
+        let row = StoredRow::Snapshot {
+            upto_seq: s.upto_seq,
+        };
+        (row, &s.state[..])
+    });
+    let log = stored.updates.iter().chain(uncommitted);
+    let rows = log
+        .clone()
+        .map(|r| (StoredRow::Log { seq: r.seq }, &r.payload[..]));
+    let skipped = doc
+        .restore_all(snapshot.chain(rows))
+        .map_err(|e| e.to_string())?;
+    for (row, error) in skipped {
+        tracing::warn!(%entry, ?row, %error, "stored update refused at load; skipped");
     }
-    for row in stored.updates.iter().chain(uncommitted) {
-        doc.restore(&row.payload).map_err(|e| e.to_string())?;
-        version = version.max(row.version);
-    }
+    let version = log
+        .map(|r| r.version)
+        .chain(stored.snapshot.iter().map(|s| s.version))
+        .max()
+        .unwrap_or(0);
     doc.set_version(u64::try_from(version).unwrap_or(0));
     Ok(doc)
 }

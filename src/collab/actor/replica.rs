@@ -83,7 +83,7 @@ impl DocActor {
                 return;
             }
         };
-        let missing = rebuild(&stored, &[]).and_then(|doc| {
+        let missing = rebuild(self.entry, &stored, &[]).and_then(|doc| {
             doc.diff_since(&self.doc.state_vector())
                 .map_err(|e| e.to_string())
         });
