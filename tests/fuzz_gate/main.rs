@@ -10,6 +10,9 @@
 //! - at the end of the round a fresh doc fed the accepted updates in order accepts
 //!   each again and ends with the same text.
 //!
+//! One case in ten is instead a mutated state vector or awareness update (see
+//! `side_inputs.rs`).
+//!
 //! `cargo test --test fuzz_gate` runs a fixed-seed slice (CI). The campaign:
 //! `FUZZ_CASES=1000000 cargo test --release --test fuzz_gate` (`FUZZ_SEED` picks
 //! another stream; `FUZZ_TRACE=1` prints each candidate before it is applied, so the
@@ -18,6 +21,7 @@
 
 mod corpus;
 mod mutate;
+mod side_inputs;
 
 use std::time::Instant;
 
@@ -35,6 +39,8 @@ struct Tally {
     changed: u64,
     unchanged: u64,
     refused: u64,
+    side_accepted: u64,
+    side_refused: u64,
     failures: Vec<String>,
 }
 
@@ -51,17 +57,22 @@ fn main() {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
     let corpus = Corpus::new(&mut rng, 64);
+    let seeds = side_inputs::Seeds::new();
+    let mut awareness = yrs::sync::awareness::Awareness::new(yrs::Doc::new());
     let mut tally = Tally::default();
     while tally.cases < cases && tally.failures.len() < 10 {
-        round(&corpus, &mut rng, &mut tally, cases);
+        round(&corpus, &seeds, &mut awareness, &mut rng, &mut tally, cases);
     }
     println!(
-        "fuzz_gate: seed {seed}, {} cases in {:.1?}: {} changed the doc, {} no-ops, {} refused, {} failures",
+        "fuzz_gate: seed {seed}, {} cases in {:.1?}: updates {} changed the doc, {} no-ops, {} refused; \
+         state vectors and awareness {} accepted, {} refused; {} failures",
         tally.cases,
         started.elapsed(),
         tally.changed,
         tally.unchanged,
         tally.refused,
+        tally.side_accepted,
+        tally.side_refused,
         tally.failures.len()
     );
     if !tally.failures.is_empty() {
@@ -76,7 +87,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn round(corpus: &Corpus, rng: &mut StdRng, tally: &mut Tally, cases: u64) {
+fn round(
+    corpus: &Corpus,
+    seeds: &side_inputs::Seeds,
+    awareness: &mut yrs::sync::awareness::Awareness,
+    rng: &mut StdRng,
+    tally: &mut Tally,
+    cases: u64,
+) {
     let trace = std::env::var_os("FUZZ_TRACE").is_some();
     let session = &corpus.sessions[rng.gen_range(0..corpus.sessions.len())];
     let prefix = rng.gen_range(0..=session.len());
@@ -98,6 +116,22 @@ fn round(corpus: &Corpus, rng: &mut StdRng, tally: &mut Tally, cases: u64) {
             break;
         }
         tally.cases += 1;
+        if rng.gen_range(0..10) == 0 {
+            let outcome = if rng.gen_bool(0.5) {
+                side_inputs::state_vector_case(&doc, corpus, rng)
+            } else {
+                side_inputs::awareness_case(awareness, seeds, corpus, rng)
+            };
+            match outcome {
+                Ok(true) => tally.side_accepted += 1,
+                Ok(false) => tally.side_refused += 1,
+                Err(failure) => {
+                    tally.failures.push(failure);
+                    return;
+                }
+            }
+            continue;
+        }
         let candidate = mutate::candidate(corpus, rng);
         if trace {
             eprintln!("candidate {}", hex(&candidate));

@@ -30,7 +30,7 @@ pub fn candidate(corpus: &Corpus, rng: &mut StdRng) -> Vec<u8> {
     update
 }
 
-fn mutate_once(update: &mut Vec<u8>, corpus: &Corpus, rng: &mut StdRng) {
+pub fn mutate_once(update: &mut Vec<u8>, corpus: &Corpus, rng: &mut StdRng) {
     if update.is_empty() {
         update.push(rng.gen());
         return;
