@@ -11,6 +11,9 @@
 //! - `diary_updates_persisted_total`: document updates committed;
 //! - `diary_persist_latency_seconds` (histogram): time to commit one batch of updates;
 //! - `diary_desync_reports_total`: `desync_detected` reports from clients.
+//! - `diary_event_loop_lag_seconds`, `diary_socket_queued_events`,
+//!   `diary_commit_backlog_updates`, `diary_overloaded` (gauges): load signals and the
+//!   overload verdict, see [`crate::capacity`];
 //! - `diary_notifications_created_total`: notifications created through the REST API;
 //! - `diary_notifications_pushed_total`: `notification:created` fan-outs (one per row, per
 //!   process serving its user);
@@ -19,6 +22,7 @@
 //!   after its connection was lost;
 //! - `diary_notification_listener_reconnects_total`: lost LISTEN connections.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -49,13 +53,16 @@ pub fn init_tracing(settings: &Settings) {
     // hint (as `filter_fn` is) would leave that level at TRACE.
     let redact = filter_fn(|meta| !may_carry_secrets(meta)).with_max_level_hint(LevelFilter::TRACE);
     let filter = filter.and(redact);
+    // Colour codes only help a terminal; in a file or a pipe they are noise.
+    let ansi = std::io::stdout().is_terminal();
     let layer = match settings.log_format {
         LogFormat::Json => fmt::layer()
             .with_target(true)
+            .with_ansi(false)
             .json()
             .flatten_event(true)
             .boxed(),
-        LogFormat::Pretty => fmt::layer().with_target(true).boxed(),
+        LogFormat::Pretty => fmt::layer().with_target(true).with_ansi(ansi).boxed(),
     };
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(filter))
