@@ -29,7 +29,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use socketioxide::socket::Sid;
-use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::awareness::{AwarenessStates, Owner};
@@ -42,6 +41,7 @@ use super::replication::{Message, Replication};
 use crate::cluster::node::NodeId;
 use crate::error::AppError;
 use crate::ids::{EntryId, UserId};
+use crate::realtime::outgoing::{self, VolatileKey};
 use crate::realtime::reply::{Outcome, Reply};
 use crate::store::{Compaction, EntryRole, Folded, LoggedUpdate, Store, StoredDoc};
 
@@ -633,7 +633,7 @@ impl DocActor {
             "selection": selection,
             "timestamp": chrono::Utc::now(),
         });
-        self.to_main_members_except(from, "entry_cursor_move", &payload);
+        self.volatile_to_main_members(from, user, "entry_cursor_move", &payload);
     }
 
     fn set_typing(&mut self, from: &MemberId, is_typing: bool) -> Outcome {
@@ -655,7 +655,7 @@ impl DocActor {
             self.typing.remove(&user);
         }
         let payload = json!({ "entryId": self.entry, "userId": user, "isTyping": is_typing });
-        self.to_main_members_except(from, "typing", &payload);
+        self.volatile_to_main_members(from, user, "typing", &payload);
     }
 
     /// Tells the room that users whose `typing: true` was not refreshed stopped.
@@ -670,7 +670,7 @@ impl DocActor {
         for user in lapsed {
             self.typing.remove(&user);
             let payload = json!({ "entryId": self.entry, "userId": user, "isTyping": false });
-            self.to_main_members("typing", &payload);
+            self.volatile_to_main_members(None, user, "typing", &payload);
         }
     }
 
@@ -692,7 +692,34 @@ impl DocActor {
             .values()
             .filter(|m| m.mode != Mode::YSocketIo && Some(&m.id) != from)
         {
-            let _ = member.socket.emit(event, &payload);
+            if !outgoing::is_cut_off(&member.socket) {
+                outgoing::reliable(&member.socket, member.socket.emit(event, &payload));
+            }
+        }
+    }
+
+    /// Cursor moves and typing: latest wins per user when a socket is behind.
+    fn volatile_to_main_members(
+        &self,
+        from: Option<&MemberId>,
+        user: UserId,
+        event: &'static str,
+        payload: &serde_json::Value,
+    ) {
+        let Some(payload) = serialized_once(payload) else {
+            return;
+        };
+        let key = VolatileKey {
+            event,
+            entry: self.entry,
+            user,
+        };
+        for member in self
+            .members
+            .values()
+            .filter(|m| m.mode != Mode::YSocketIo && Some(&m.id) != from)
+        {
+            outgoing::volatile(&member.socket, key, &payload);
         }
     }
 
@@ -911,7 +938,11 @@ impl DocActor {
         delta: &QuillDelta,
     ) {
         let mut edit = None;
-        for member in self.members.values().filter(|m| Some(&m.id) != from) {
+        for member in self
+            .members
+            .values()
+            .filter(|m| Some(&m.id) != from && !outgoing::is_cut_off(&m.socket))
+        {
             let sent = match member.mode {
                 Mode::Yjs => member.socket.emit(
                     "entry_update",
@@ -937,13 +968,9 @@ impl DocActor {
                     }
                 }
             };
-            if let Err(SendError::Socket(SocketError::InternalChannelFull)) = sent {
-                // The socket's outgoing buffer is full (a client far behind). Dropping one
-                // change would leave it silently out of sync; disconnected, it resyncs
-                // when it reconnects.
-                tracing::warn!(entry = %self.entry, user = %member.user, "send buffer full; disconnecting lagging socket");
-                let _ = member.socket.clone().disconnect();
-            }
+            // A client far behind: dropping one change would leave it silently out of
+            // sync; cut off, it resyncs when it reconnects.
+            outgoing::reliable(&member.socket, sent);
         }
     }
 
