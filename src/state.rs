@@ -18,6 +18,7 @@ use crate::presence::redis_ledger::RedisLedger;
 use crate::presence::Presence;
 use crate::ratelimit::UserRateLimiter;
 use crate::realtime::fanout::SocketIoFanout;
+use crate::realtime::room::SocketRoom;
 use crate::secret_mismatch::SecretMismatchLog;
 use crate::store::Store;
 
@@ -93,7 +94,7 @@ impl AppState {
             notifications: Arc::new(NotificationService::new(store.clone(), fanout)),
             limiter,
             connections,
-            collab: Collab::start(store.clone(), replication),
+            collab: Collab::start(store.clone(), replication, SocketRoom::shared()),
             presence,
             node,
             secret_mismatch: SecretMismatchLog::new(),

@@ -10,6 +10,7 @@ pub mod ordered;
 pub mod outgoing;
 mod presence;
 pub mod reply;
+pub mod room;
 pub mod session;
 mod system;
 pub mod yjs;
