@@ -8,6 +8,7 @@ pub mod delta;
 pub mod doc;
 pub mod gate;
 mod persist;
+mod rebase;
 mod registry;
 pub mod replication;
 
