@@ -6,6 +6,7 @@ use crate::cluster::{NodeLink, SocketIo};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
+use crate::capacity::Capacity;
 use crate::collab::replication::Replication;
 use crate::collab::Collab;
 use crate::config::Settings;
@@ -17,6 +18,7 @@ use crate::presence::redis_ledger::RedisLedger;
 use crate::presence::Presence;
 use crate::ratelimit::UserRateLimiter;
 use crate::realtime::fanout::SocketIoFanout;
+use crate::realtime::room::SocketRoom;
 use crate::secret_mismatch::SecretMismatchLog;
 use crate::store::Store;
 
@@ -39,6 +41,8 @@ pub struct AppInner {
     pub node: Option<NodeLink>,
     /// Says once a minute per peer that tokens are signed with another secret.
     pub secret_mismatch: SecretMismatchLog,
+    /// Load signals and the overload verdict `/ready` reports.
+    pub capacity: Capacity,
     /// Cancelled when the server starts shutting down; background tasks stop on it.
     pub shutdown: CancellationToken,
     /// Shared with the fan-out, which needs the server once it exists.
@@ -90,10 +94,11 @@ impl AppState {
             notifications: Arc::new(NotificationService::new(store.clone(), fanout)),
             limiter,
             connections,
-            collab: Collab::start(store.clone(), replication),
+            collab: Collab::start(store.clone(), replication, SocketRoom::shared()),
             presence,
             node,
             secret_mismatch: SecretMismatchLog::new(),
+            capacity: Capacity::new(settings.overload),
             shutdown: CancellationToken::new(),
             io,
             settings,

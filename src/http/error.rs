@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::collab::error::EntryError;
 use crate::error::{AppError, ErrorCode};
 use crate::ids::IdError;
 use crate::notifications::{NotificationError, ParseError};
@@ -39,7 +40,13 @@ macro_rules! status_of_wire_code {
     )*};
 }
 
-status_of_wire_code!(IdError, ParseError, NotificationError, StoreError);
+status_of_wire_code!(
+    IdError,
+    ParseError,
+    NotificationError,
+    StoreError,
+    EntryError
+);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -6,6 +6,7 @@
 //! Server-side causes (`SERVER_ERROR`) are logged by [`AppError::internal`] and never
 //! reach the client.
 
+use crate::collab::error::EntryError;
 use crate::error::AppError;
 use crate::ids::IdError;
 use crate::notifications::{NotificationError, ParseError};
@@ -43,5 +44,15 @@ impl From<PresenceError> for AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         AppError::internal(e)
+    }
+}
+
+impl From<EntryError> for AppError {
+    fn from(e: EntryError) -> Self {
+        match e {
+            EntryError::NotMember | EntryError::ReadOnly => AppError::access_denied(),
+            EntryError::Invalid(message) => AppError::validation(message),
+            EntryError::Unavailable(_) => AppError::internal(e),
+        }
     }
 }
