@@ -113,6 +113,9 @@ pub struct ConfigArgs {
     /// Updates waiting for the group committer at which the process is past capacity.
     #[arg(long, env = "OVERLOAD_COMMIT_BACKLOG", default_value_t = 10_000, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub overload_commit_backlog: u64,
+    /// Seconds between handing freed heap back to the OS (glibc `malloc_trim`); 0: never.
+    #[arg(long, env = "MALLOC_TRIM_SECS", default_value_t = 30, global = true)]
+    pub malloc_trim_secs: u64,
     /// Log filter, `tracing_subscriber::EnvFilter` syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub rust_log: String,
@@ -178,6 +181,8 @@ pub struct Settings {
     /// until used, and bounds what a socket far behind holds (~1024 x a few hundred bytes).
     pub socket_buffer_packets: usize,
     pub overload: OverloadThresholds,
+    /// How often freed heap is handed back to the OS (`None`: never); see `memory`.
+    pub malloc_trim_every: Option<Duration>,
     pub rust_log: String,
     pub log_format: LogFormat,
 }
@@ -275,6 +280,8 @@ impl ConfigArgs {
                 queued_events: usize::try_from(self.overload_queued_events).unwrap_or(usize::MAX),
                 commit_backlog: usize::try_from(self.overload_commit_backlog).unwrap_or(usize::MAX),
             },
+            malloc_trim_every: (self.malloc_trim_secs > 0)
+                .then(|| Duration::from_secs(self.malloc_trim_secs)),
             rust_log: self.rust_log,
             log_format: self.log_format,
         })

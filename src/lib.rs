@@ -14,6 +14,7 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod ids;
+pub mod memory;
 pub mod notifications;
 pub mod presence;
 pub mod ratelimit;

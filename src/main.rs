@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use diary_realtime::config::{Cli, Command};
-use diary_realtime::{auth::JwtKeys, demo, ids::UserId, store, telemetry, Application};
+use diary_realtime::{auth::JwtKeys, demo, ids::UserId, memory, store, telemetry, Application};
 
 /// Stack of each runtime worker thread: 8 MiB (tokio's default is 2 MiB), the usual
 /// main-thread size. yrs decodes and integrates recursively in places; the gate in
@@ -52,6 +52,9 @@ async fn serve() -> ExitCode {
         }
     };
     telemetry::init_tracing(&settings);
+    if let Some(every) = settings.malloc_trim_every {
+        memory::spawn_trimmer(every);
+    }
 
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => match Application::build(settings).await {
