@@ -227,3 +227,33 @@ test('a stored row the gate refuses is logged and skipped at load; the entry sta
     await t.close();
   }
 });
+
+test("an edit building on items the server lacks is refused, then the server's sync step 1 brings both", async () => {
+  const t = await setup();
+  try {
+    const a = await t.editor('alice');
+    const b = await t.editor('bob');
+    a.text.insert(0, 'stable');
+    await a.settled();
+    await docUntil(b.doc, () => b.text.toString() === 'stable');
+    // Another tab of Alice's hands its edit to this one directly (as y-socket.io's
+    // BroadcastChannel does) before the server has it.
+    const tab = new Y.Doc();
+    Y.applyUpdate(tab, Y.encodeStateAsUpdate(a.doc));
+    tab.getText('content').insert(6, ' tab');
+    Y.applyUpdate(a.doc, Y.encodeStateAsUpdate(tab, Y.encodeStateVector(a.doc)), 'server');
+    const refusal = a.acks.length;
+    a.text.insert(a.text.length, '!');
+    const ack = await a.acks[refusal];
+    assert.equal(ack.ok, false);
+    assert.equal(ack.error.code, 'VALIDATION_ERROR');
+    // The server asks for what it lacks; the answer brings the tab's edit and this one.
+    await docUntil(b.doc, () => b.text.toString() === 'stable tab!', 5000, 'both edits relayed');
+    const state = await request(b.socket, 'state_request', { entryId: t.entry });
+    assert.equal(state.content, 'stable tab!');
+    a.close();
+    b.close();
+  } finally {
+    await t.close();
+  }
+});

@@ -27,7 +27,7 @@ impl DocActor {
         }
         let editor = member.user;
         // What goes to the log: a Yjs update as received (so a reload replays exactly
-        // what happened, pending parts included); a delta as the update it produced.
+        // what happened); a delta as the update it produced.
         let (result, raw) = match edit {
             Edit::Yjs(update) => (self.doc.apply_update(&update), Some(update)),
             Edit::Delta { ops, base } => (self.doc.apply_delta(&ops, base), None),
@@ -55,6 +55,14 @@ impl DocActor {
                 tracing::error!(entry = %self.entry, "yrs panicked applying an update; rebuilding the doc");
                 self.recover().await;
                 refuse(reply, EntryError::invalid(DocError::Poisoned));
+            }
+            Err(DocError::Refused(e)) if e.is_missing_dependency() && reply.is_some() => {
+                // The sender holds items this doc lacks (another tab of the same browser
+                // can hand them over without us). Our sync step 1 asks it for all of
+                // them; its answer (sent without a reply, so this never loops) brings
+                // the refused edit in with what it builds on.
+                refuse(reply, EntryError::invalid(DocError::Refused(e)));
+                self.start_sync(from);
             }
             Err(e) => refuse(reply, EntryError::invalid(e)),
         }
