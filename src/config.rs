@@ -101,6 +101,9 @@ pub struct ConfigArgs {
     /// How long a user's last socket may be gone before friends see `offline`.
     #[arg(long, env = "PRESENCE_GRACE_MS", default_value_t = 5000, global = true)]
     pub presence_grace_ms: u64,
+    /// Packets each socket may have waiting to be written (see `realtime::outgoing`).
+    #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = 1024, global = true, value_parser = clap::value_parser!(u32).range(4..))]
+    pub socket_buffer_packets: u32,
     /// Event-loop lag at which the process reports itself past capacity (`/ready` 503).
     #[arg(long, env = "OVERLOAD_LAG_MS", default_value_t = 250, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub overload_lag_ms: u64,
@@ -168,6 +171,12 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     pub max_connections_per_user: u32,
     pub presence_grace: Duration,
+    /// Packets a socket may have waiting to be written (socketioxide's default is 128). A
+    /// burst of edits produces one ack per edit for its sender and one relay per edit for
+    /// everyone else; while a polling client is between requests these pile up. Past it
+    /// see `realtime::outgoing`. The channel grows on demand, so the bound costs nothing
+    /// until used, and bounds what a socket far behind holds (~1024 x a few hundred bytes).
+    pub socket_buffer_packets: usize,
     pub overload: OverloadThresholds,
     pub rust_log: String,
     pub log_format: LogFormat,
@@ -260,6 +269,7 @@ impl ConfigArgs {
             max_payload_bytes: self.max_payload_bytes as usize,
             max_connections_per_user: self.max_connections_per_user,
             presence_grace: Duration::from_millis(self.presence_grace_ms),
+            socket_buffer_packets: self.socket_buffer_packets as usize,
             overload: OverloadThresholds {
                 lag: Duration::from_millis(self.overload_lag_ms),
                 queued_events: usize::try_from(self.overload_queued_events).unwrap_or(usize::MAX),
