@@ -101,6 +101,12 @@ pub struct ConfigArgs {
     /// How long a user's last socket may be gone before friends see `offline`.
     #[arg(long, env = "PRESENCE_GRACE_MS", default_value_t = 5000, global = true)]
     pub presence_grace_ms: u64,
+    /// An entry being edited gets a history checkpoint at least this often.
+    #[arg(long, env = "HISTORY_INTERVAL_SECS", default_value_t = 300, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_interval_secs: u64,
+    /// History checkpoints older than this are dropped.
+    #[arg(long, env = "HISTORY_RETENTION_DAYS", default_value_t = 90, global = true, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub history_retention_days: u32,
     /// Log filter, `tracing_subscriber::EnvFilter` syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub rust_log: String,
@@ -159,6 +165,8 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     pub max_connections_per_user: u32,
     pub presence_grace: Duration,
+    pub history_interval: Duration,
+    pub history_retention: Duration,
     pub rust_log: String,
     pub log_format: LogFormat,
 }
@@ -242,6 +250,10 @@ impl ConfigArgs {
             max_payload_bytes: self.max_payload_bytes as usize,
             max_connections_per_user: self.max_connections_per_user,
             presence_grace: Duration::from_millis(self.presence_grace_ms),
+            history_interval: Duration::from_secs(self.history_interval_secs),
+            history_retention: Duration::from_secs(
+                u64::from(self.history_retention_days) * 24 * 3600,
+            ),
             rust_log: self.rust_log,
             log_format: self.log_format,
         })

@@ -33,6 +33,7 @@ use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::awareness::{AwarenessStates, Owner};
+use super::checkpoints::CheckpointClock;
 use super::cursors::{CursorView, Cursors, Position, Selection};
 use super::delta::{QuillDelta, QuillOp};
 use super::doc::{Applied, DocError, EntryDoc};
@@ -231,6 +232,8 @@ struct DocActor {
     compacting: bool,
     text_dirty: bool,
     saving_text: bool,
+    /// Changes since the last history checkpoint.
+    history: CheckpointClock,
 }
 
 /// What every entry actor shares with the others.
@@ -241,6 +244,8 @@ pub struct Services {
     pub registry: Registry,
     /// Turns for loading a doc (see `collab::DOC_LOADS_AT_ONCE`).
     pub loads: Arc<tokio::sync::Semaphore>,
+    /// `HISTORY_INTERVAL_SECS`.
+    pub history_interval: Duration,
 }
 
 /// Runs an entry's actor: loads the doc, serves its mailbox, unloads when idle.
@@ -256,6 +261,7 @@ pub async fn run(
         replication,
         registry,
         loads,
+        history_interval,
     } = services;
     // Subscribe before loading: whatever other replicas commit from now on either is
     // in the load or arrives here (or both: applying an update twice changes nothing).
@@ -306,12 +312,14 @@ pub async fn run(
         compacting: false,
         text_dirty: false,
         saving_text: false,
+        history: CheckpointClock::new(history_interval),
     };
     let mut text_timer = tokio::time::interval(TEXT_SAVE_INTERVAL);
     let clustered = replication.clustered();
     let mut announce_timer = tokio::time::interval(replication.liveness().announce_every);
     loop {
         let typing_lapse = actor.typing.values().min().copied();
+        let checkpoint_due = actor.history.due();
         tokio::select! {
             command = rx.recv() => match command {
                 Some(command) => actor.handle(command).await,
@@ -321,6 +329,8 @@ pub async fn run(
             _ = tokio::time::sleep_until(typing_lapse.unwrap_or_else(tokio::time::Instant::now)),
                 if typing_lapse.is_some() => actor.lapse_typing(),
             _ = announce_timer.tick(), if clustered => actor.heartbeat(),
+            _ = tokio::time::sleep_until(checkpoint_due.unwrap_or_else(tokio::time::Instant::now)),
+                if checkpoint_due.is_some() => actor.checkpoint(),
         }
         if actor.is_idle() && registry.remove_if_idle(entry, &mailbox, &rx) {
             break;
@@ -582,6 +592,7 @@ impl DocActor {
                 let seq = self.log(raw.unwrap_or_else(|| effective.clone()), editor);
                 self.relay_change(Some(from), Some(editor), &effective, &delta);
                 self.text_dirty = true;
+                self.history.changed_by(editor);
                 self.ack_when_committed(seq, reply);
             }
             Ok(Applied::Pending) => {
@@ -726,6 +737,7 @@ impl DocActor {
             seq,
             version: i64::try_from(self.doc.version()).unwrap_or(i64::MAX),
             payload,
+            author: Some(editor),
         };
         self.uncommitted.push_back((row.clone(), editor));
         self.persister.submit(Write {
@@ -998,8 +1010,27 @@ impl DocActor {
             && !self.saving_text
     }
 
-    /// Last writes before unloading: a snapshot when the log grew, else the plain text.
+    /// Takes the interval's history checkpoint on a separate task.
+    fn checkpoint(&mut self) {
+        let Some(checkpoint) = self.history.take(self.entry, &self.doc) else {
+            return;
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.take_checkpoint(&checkpoint).await {
+                tracing::warn!(entry = %checkpoint.entry, error = %e, "history checkpoint failed");
+            }
+        });
+    }
+
+    /// Last writes before unloading: a history checkpoint if the text changed, and a
+    /// snapshot when the log grew, else the plain text.
     async fn finish(&mut self) {
+        if let Some(checkpoint) = self.history.take(self.entry, &self.doc) {
+            if let Err(e) = self.store.take_checkpoint(&checkpoint).await {
+                tracing::warn!(entry = %self.entry, error = %e, "history checkpoint failed");
+            }
+        }
         let text = self.doc.text();
         let version = self.doc.version();
         if self.rows_since_snapshot > 0 && !self.doc.has_pending() {

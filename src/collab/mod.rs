@@ -3,6 +3,7 @@
 
 pub mod actor;
 mod awareness;
+mod checkpoints;
 pub mod cursors;
 pub mod delta;
 pub mod doc;
@@ -38,6 +39,8 @@ pub struct Collab {
     actors: TaskTracker,
     /// Doc loads in flight at once (see [`DOC_LOADS_AT_ONCE`]).
     loads: Arc<tokio::sync::Semaphore>,
+    /// `HISTORY_INTERVAL_SECS`: how often an edited entry gets a checkpoint.
+    history_interval: Duration,
 }
 
 /// Doc loads running at once, out of the 16 PostgreSQL connections: a reconnect storm
@@ -49,7 +52,11 @@ const DOC_LOADS_AT_ONCE: usize = 12;
 impl Collab {
     /// Starts the group committer; actors start on demand, each replicating through
     /// `replication`.
-    pub fn start(store: Arc<dyn Store>, replication: Arc<dyn Replication>) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        replication: Arc<dyn Replication>,
+        history_interval: Duration,
+    ) -> Self {
         let (persister, committer) = Persister::start(store.clone());
         Collab {
             store,
@@ -59,6 +66,7 @@ impl Collab {
             committer: Mutex::new(Some(committer)),
             actors: TaskTracker::new(),
             loads: Arc::new(tokio::sync::Semaphore::new(DOC_LOADS_AT_ONCE)),
+            history_interval,
         }
     }
 
@@ -216,6 +224,7 @@ impl Collab {
                     replication: self.replication.clone(),
                     registry: self.registry.clone(),
                     loads: self.loads.clone(),
+                    history_interval: self.history_interval,
                 },
                 tx,
                 rx,

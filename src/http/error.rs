@@ -8,6 +8,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::error::{AppError, ErrorCode};
+use crate::history::HistoryError;
 use crate::ids::IdError;
 use crate::notifications::{NotificationError, ParseError};
 use crate::store::StoreError;
@@ -40,6 +41,18 @@ macro_rules! status_of_wire_code {
 }
 
 status_of_wire_code!(IdError, ParseError, NotificationError, StoreError);
+
+/// The same codes as on the socket; an unknown checkpoint is a missing resource here.
+impl From<HistoryError> for ApiError {
+    fn from(e: HistoryError) -> Self {
+        let unknown = matches!(e, HistoryError::UnknownCheckpoint);
+        let ApiError(status, error) = AppError::from(e).into();
+        match unknown {
+            true => ApiError(StatusCode::NOT_FOUND, error),
+            false => ApiError(status, error),
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

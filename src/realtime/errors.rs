@@ -7,6 +7,7 @@
 //! reach the client.
 
 use crate::error::AppError;
+use crate::history::HistoryError;
 use crate::ids::IdError;
 use crate::notifications::{NotificationError, ParseError};
 use crate::presence::PresenceError;
@@ -43,5 +44,16 @@ impl From<PresenceError> for AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         AppError::internal(e)
+    }
+}
+
+impl From<HistoryError> for AppError {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::BadPage(message) => AppError::validation(message),
+            HistoryError::UnknownCheckpoint => AppError::validation(e.to_string()),
+            HistoryError::Corrupt(_) => AppError::internal(e),
+            HistoryError::Store(e) => AppError::internal(e),
+        }
     }
 }

@@ -5,12 +5,14 @@ pub mod connect;
 pub(crate) mod entries;
 mod errors;
 pub mod fanout;
+mod history;
 mod notifications;
 pub mod ordered;
 mod presence;
 pub mod reply;
 pub mod session;
 mod system;
+mod token;
 pub mod yjs;
 
 use socketioxide::handler::ConnectHandler;
@@ -92,13 +94,16 @@ pub async fn build(app: &AppState, driver: NodeDriver) -> anyhow::Result<SocketI
 
 fn register_main(s: &SocketRef) {
     system::register(s);
+    token::register(s);
     entries::register(s);
+    history::register(s);
     notifications::register(s);
     presence::register(s);
 }
 
 fn register_notifications(s: &SocketRef) {
     system::register(s);
+    token::register(s);
     notifications::register(s);
 }
 
