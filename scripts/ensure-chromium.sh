@@ -4,6 +4,11 @@
 # Installs it with apt-get when missing; fails clearly otherwise: tests never skip silently.
 set -euo pipefail
 
+if [ "${DIARY_TEST_BROWSER:-1}" = "0" ]; then
+  echo "DIARY_TEST_BROWSER=0: not installing Chromium; the browser tests will be reported as skipped" >&2
+  exit 0
+fi
+
 if command -v chromium >/dev/null 2>&1 && [ -x /usr/bin/chromium ]; then exit 0; fi
 echo "chromium is missing: installing Debian's chromium package for the browser tests ..." >&2
 if ! (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >&2; then

@@ -31,6 +31,9 @@ pub enum AuthError {
     Expired,
     #[error("invalid token")]
     Invalid,
+    /// Well-formed, but signed with another secret (the wire text stays the same).
+    #[error("invalid token")]
+    BadSignature,
     #[error("token has no user id")]
     NoUser,
 }
@@ -103,6 +106,7 @@ impl JwtKeys {
         )
         .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
             _ => AuthError::Invalid,
         })?;
         let claims = data.claims;
@@ -245,7 +249,7 @@ mod tests {
         );
         assert_eq!(
             keys.verify(&sign(json!({"sub": id}), "another-secret-entirely")),
-            Err(AuthError::Invalid)
+            Err(AuthError::BadSignature)
         );
         assert_eq!(keys.verify("garbage"), Err(AuthError::Invalid));
         assert_eq!(

@@ -50,6 +50,7 @@ pub async fn seed(settings: &Settings) -> anyhow::Result<()> {
         .set_collaborator(EntryId(SHARED_ENTRY), UserId(CAROL), EntryRole::Viewer)
         .await?;
     store.add_friendship(UserId(ALICE), UserId(BOB)).await?;
+    store.close().await;
 
     let keys = JwtKeys::new(secret);
     let day = Duration::from_secs(24 * 3600);

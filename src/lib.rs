@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod presence;
 pub mod ratelimit;
 pub mod realtime;
+pub mod secret_mismatch;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -52,6 +53,10 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         // Install the recorder before anything records.
         telemetry::metrics_handle();
+        // Bind first: a second server started by mistake stops here, before it opens
+        // the database and resets the presence rows of the one already running.
+        let addr = SocketAddr::new(settings.host, settings.port);
+        let listener = bind(addr).await?;
         let store = store::open(&settings).await?;
         // One id for everything this process files under its name in Redis.
         let node_id = cluster::NodeId::random();
@@ -73,7 +78,6 @@ impl Application {
             }
         };
         let keys = JwtKeys::from_settings(&settings);
-        let addr = SocketAddr::new(settings.host, settings.port);
         let notification_feed = store
             .notification_feed()
             .await
@@ -89,9 +93,6 @@ impl Application {
         let router = http::router(state.clone())
             .layer(socket_layer)
             .layer(http::cors(&state.settings.cors_origins));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         Ok(Self {
             listener,
             router,
@@ -195,9 +196,21 @@ impl Application {
                 tracing::warn!(error = %e, "cannot remove this node's liveness key");
             }
         }
+        state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "cannot listen on {addr}: port {} is already in use (another diary-realtime \
+             still running?); stop that process or set PORT",
+            addr.port()
+        ),
+        _ => anyhow::anyhow!("cannot listen on {addr}: {e}"),
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

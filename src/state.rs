@@ -18,6 +18,7 @@ use crate::presence::redis_ledger::RedisLedger;
 use crate::presence::Presence;
 use crate::ratelimit::UserRateLimiter;
 use crate::realtime::fanout::SocketIoFanout;
+use crate::secret_mismatch::SecretMismatchLog;
 use crate::store::Store;
 
 /// Cheap to clone: one `Arc`.
@@ -39,6 +40,8 @@ pub struct AppInner {
     pub presence: Presence,
     /// This process as a cluster node (`REDIS_URL` set); `None` for a single process.
     pub node: Option<NodeLink>,
+    /// Says once a minute per peer that tokens are signed with another secret.
+    pub secret_mismatch: SecretMismatchLog,
     /// Cancelled when the server starts shutting down; background tasks stop on it.
     pub shutdown: CancellationToken,
     /// Shared with the fan-out, which needs the server once it exists.
@@ -94,6 +97,7 @@ impl AppState {
             collab: Collab::start(store.clone(), replication, settings.history_interval),
             presence,
             node,
+            secret_mismatch: SecretMismatchLog::new(),
             shutdown: CancellationToken::new(),
             io,
             settings,

@@ -19,6 +19,7 @@
 //!   after its connection was lost;
 //! - `diary_notification_listener_reconnects_total`: lost LISTEN connections.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -49,13 +50,16 @@ pub fn init_tracing(settings: &Settings) {
     // hint (as `filter_fn` is) would leave that level at TRACE.
     let redact = filter_fn(|meta| !may_carry_secrets(meta)).with_max_level_hint(LevelFilter::TRACE);
     let filter = filter.and(redact);
+    // Colour codes only help a terminal; in a file or a pipe they are noise.
+    let ansi = std::io::stdout().is_terminal();
     let layer = match settings.log_format {
         LogFormat::Json => fmt::layer()
             .with_target(true)
+            .with_ansi(false)
             .json()
             .flatten_event(true)
             .boxed(),
-        LogFormat::Pretty => fmt::layer().with_target(true).boxed(),
+        LogFormat::Pretty => fmt::layer().with_target(true).with_ansi(ansi).boxed(),
     };
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(filter))

@@ -72,7 +72,9 @@ export class EntrySync {
     };
     on(socket, 'connect', () => this._join());
     on(socket, 'disconnect', () => this._lost());
-    on(socket.io, 'reconnect_attempt', () => this._setState('connecting'));
+    // Once the connection is lost the state stays 'offline' through the reconnect
+    // attempts, until the next join: a page shows it is offline, not merely busy.
+    on(socket.io, 'reconnect_attempt', () => this.state !== 'offline' && this._setState('connecting'));
     on(socket, 'entry_update', (msg) => {
       const update = msg && msg.entryId === entryId ? bytes(msg.update) : null;
       if (update) {

@@ -1,6 +1,7 @@
 //! One entry's yrs document: a `Y.Text` named `content`, its version counter, and the
-//! guarded way to apply untrusted Yjs updates to it. Knows nothing about sockets or
-//! storage.
+//! guarded way to apply untrusted Yjs updates to it: every update and state vector
+//! passes [`super::gate`] first, and only a [`CheckedUpdate`] is integrated. Knows
+//! nothing about sockets or storage.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,6 +17,7 @@ use yrs::{
 };
 
 use super::delta::{self, QuillDelta, QuillOp};
+use super::gate::{self, CheckedUpdate, DocState, GateError};
 
 /// How many past versions a Quill delta may be based on (PROTOCOL.md 5.2).
 pub const VERSION_HISTORY: usize = 1000;
@@ -30,6 +32,9 @@ pub enum DocError {
     MalformedUpdate,
     #[error("malformed state vector")]
     MalformedStateVector,
+    /// The gate refused it (see [`super::gate`] for the rules).
+    #[error("Yjs input refused: {0}")]
+    Refused(GateError),
     #[error("document is over its 10 MiB limit")]
     TooLarge,
     /// yrs panicked while integrating: the in-memory doc can no longer be trusted and
@@ -131,8 +136,8 @@ impl EntryDoc {
         }
     }
 
-    /// Applies an untrusted Yjs v1 update. Decoding and integration are guarded: a
-    /// hostile update is refused and never panics the process.
+    /// Applies an untrusted Yjs v1 update once the gate has passed it. A refused update
+    /// changes nothing.
     pub fn apply_update(&mut self, bytes: &[u8]) -> Result<Applied, DocError> {
         if self.size_estimate.saturating_add(bytes.len()) > MAX_DOC_BYTES {
             self.size_estimate = self.encoded_len();
@@ -140,6 +145,25 @@ impl EntryDoc {
                 return Err(DocError::TooLarge);
             }
         }
+        let checked = gate::check_update(bytes, &self.gate_state()).map_err(DocError::Refused)?;
+        self.integrate(checked)
+    }
+
+    /// What the gate checks an update against: the doc's state vector.
+    fn gate_state(&self) -> DocState {
+        DocState::new(
+            self.doc
+                .transact()
+                .state_vector()
+                .iter()
+                .map(|(client, clock)| (client.get(), *clock)),
+        )
+    }
+
+    /// The one place an update reaches yrs. yrs can still panic on input the gate
+    /// admits (a bug either side): the panic is caught and the doc marked poisoned.
+    fn integrate(&mut self, checked: CheckedUpdate) -> Result<Applied, DocError> {
+        let bytes = checked.bytes();
         let update = catch_unwind(|| Update::decode_v1(bytes))
             .map_err(|_| DocError::MalformedUpdate)?
             .map_err(|_| DocError::MalformedUpdate)?;
@@ -160,6 +184,9 @@ impl EntryDoc {
                 Ok(self.changed(change))
             }
             Ok(Ok((None, true))) => {
+                // The gate refuses what yrs would keep pending; reaching this is a gap
+                // in its rules, kept visible rather than silent.
+                tracing::error!("an update passed the gate but yrs keeps it pending");
                 self.size_estimate += bytes.len();
                 Ok(Applied::Pending)
             }
@@ -268,9 +295,12 @@ impl EntryDoc {
         }
     }
 
-    /// Applies a trusted update from storage (no size limit, no version change).
+    /// Applies an update from storage (no size limit, no version change). Stored rows
+    /// pass the same gate as clients' updates: storage is only as trustworthy as what
+    /// was written to it.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), DocError> {
-        let update = catch_unwind(|| Update::decode_v1(bytes))
+        let checked = gate::check_update(bytes, &self.gate_state()).map_err(DocError::Refused)?;
+        let update = catch_unwind(|| Update::decode_v1(checked.bytes()))
             .map_err(|_| DocError::MalformedUpdate)?
             .map_err(|_| DocError::MalformedUpdate)?;
         catch_unwind(AssertUnwindSafe(|| {
@@ -290,7 +320,8 @@ impl EntryDoc {
 
     /// What a peer with `state_vector` lacks (sync step 2).
     pub fn diff_since(&self, state_vector: &[u8]) -> Result<Vec<u8>, DocError> {
-        let sv = catch_unwind(|| StateVector::decode_v1(state_vector))
+        let checked = gate::check_state_vector(state_vector).map_err(DocError::Refused)?;
+        let sv = catch_unwind(|| StateVector::decode_v1(checked.bytes()))
             .map_err(|_| DocError::MalformedStateVector)?
             .map_err(|_| DocError::MalformedStateVector)?;
         Ok(self.doc.transact().encode_state_as_update_v1(&sv))
@@ -363,8 +394,9 @@ fn change_of(txn: &TransactionMut) -> Change {
 }
 
 /// Refuses a delta that does not fit a text of `len` UTF-16 units: retains or deletes
-/// past the end, empty or zero-length operations, inserts that are neither text nor
-/// an embed object.
+/// past the end, empty inserts, inserts that are neither text nor an embed object.
+/// A zero-length retain or delete is a no-op, as quill-delta treats it: hand-built
+/// deltas like `[{retain: i}, {insert: c}]` produce one at `i = 0`.
 fn check_fits(ops: &[QuillOp], len: u32) -> Result<(), DocError> {
     let bad = |m: &str| Err(DocError::BadDelta(m.to_string()));
     let mut cursor: u64 = 0;
@@ -376,9 +408,6 @@ fn check_fits(ops: &[QuillOp], len: u32) -> Result<(), DocError> {
                 _ => return bad("insert must be a non-empty string or an embed object"),
             },
             QuillOp::Retain { retain: n, .. } | QuillOp::Delete { delete: n } => {
-                if *n == 0 {
-                    return bad("lengths must be positive");
-                }
                 cursor += u64::from(*n);
                 if cursor > u64::from(len) {
                     return bad("retain or delete goes past the end of the text");
@@ -391,6 +420,7 @@ fn check_fits(ops: &[QuillOp], len: u32) -> Result<(), DocError> {
 
 fn to_yrs_delta(ops: &[QuillOp]) -> Vec<Delta<Any>> {
     ops.iter()
+        .filter(|op| !is_zero_length(op))
         .map(|op| match op {
             QuillOp::Insert { insert, attributes } => Delta::Inserted(
                 delta::json_to_any(insert),
@@ -407,6 +437,13 @@ fn to_yrs_delta(ops: &[QuillOp]) -> Vec<Delta<Any>> {
             ),
         })
         .collect()
+}
+
+fn is_zero_length(op: &QuillOp) -> bool {
+    matches!(
+        op,
+        QuillOp::Retain { retain: 0, .. } | QuillOp::Delete { delete: 0 }
+    )
 }
 
 impl Default for EntryDoc {
@@ -478,7 +515,7 @@ mod tests {
         for bad in [
             serde_json::json!([{"retain": 12}]),
             serde_json::json!([{"delete": 20}]),
-            serde_json::json!([{"retain": 0}]),
+            serde_json::json!([{"retain": 0}, {"retain": 12}]),
             serde_json::json!([{"insert": ""}]),
             serde_json::json!([{"insert": 5}]),
         ] {
@@ -489,6 +526,39 @@ mod tests {
             .is_err());
         assert_eq!(doc.text(), "hello world");
         assert_eq!(doc.version(), 2);
+    }
+
+    #[test]
+    fn zero_length_retains_and_deletes_are_no_ops() {
+        let mut doc = EntryDoc::new();
+        doc.set_version(0);
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 0}, {"insert": "ab"}])),
+            None,
+        )
+        .unwrap();
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 1}, {"delete": 0}, {"insert": "X"}, {"retain": 0}])),
+            None,
+        )
+        .unwrap();
+        assert_eq!(doc.text(), "aXb");
+        assert_eq!(doc.version(), 2);
+        assert!(matches!(
+            doc.apply_delta(
+                &ops(serde_json::json!([{"retain": 0}, {"delete": 0}])),
+                None
+            ),
+            Ok(Applied::Unchanged)
+        ));
+        assert_eq!(doc.version(), 2);
+        // Stale bases take the same path.
+        doc.apply_delta(
+            &ops(serde_json::json!([{"retain": 0}, {"insert": "<"}])),
+            Some(1),
+        )
+        .unwrap();
+        assert_eq!(doc.text(), "<aXb");
     }
 
     #[test]
@@ -526,7 +596,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_dependencies_are_pending() {
+    fn updates_with_missing_dependencies_are_refused_until_they_arrive() {
         let source = Doc::new();
         let t = source.get_or_insert_text("content");
         let first = {
@@ -541,12 +611,17 @@ mod tests {
         };
         let mut doc = EntryDoc::new();
         assert!(matches!(
-            doc.apply_update(&second).unwrap(),
-            Applied::Pending
+            doc.apply_update(&second),
+            Err(DocError::Refused(GateError::Gap))
         ));
-        assert!(doc.has_pending());
+        assert!(!doc.has_pending());
+        assert_eq!(doc.version(), 0);
         assert!(matches!(
             doc.apply_update(&first).unwrap(),
+            Applied::Changed { .. }
+        ));
+        assert!(matches!(
+            doc.apply_update(&second).unwrap(),
             Applied::Changed { .. }
         ));
         assert_eq!(doc.text(), "ab");

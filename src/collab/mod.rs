@@ -7,6 +7,7 @@ mod checkpoints;
 pub mod cursors;
 pub mod delta;
 pub mod doc;
+pub mod gate;
 mod persist;
 mod registry;
 pub mod replication;

@@ -10,7 +10,7 @@ use crate::error::AppError;
 use crate::ids::EntryId;
 use crate::state::AppState;
 
-/// `{entryId, content, delta, version, updatedAt}`; unknown, malformed or forbidden
+/// `{entryId, title, content, delta, version, updatedAt}`; unknown, malformed or forbidden
 /// ids all answer 404, so ids cannot be probed.
 pub async fn content(
     State(app): State<AppState>,
@@ -24,6 +24,7 @@ pub async fn content(
         .await?
         .ok_or_else(not_found)?;
     let view = app.collab.content(entry).await?;
+    let title = app.store.entry_title(entry).await?.unwrap_or_default();
     let stored = app.store.load_text(entry).await?;
     let updated_at = stored
         .filter(|t| u64::try_from(t.version).ok() == Some(view.version))
@@ -31,6 +32,7 @@ pub async fn content(
         .unwrap_or_else(chrono::Utc::now);
     Ok(Json(json!({
         "entryId": entry,
+        "title": title,
         "content": view.content,
         "delta": view.delta,
         "version": view.version,

@@ -6,8 +6,10 @@
 //! find no handler and be lost. [`SocketSetup`] implements `ConnectHandler::call`
 //! directly (it is synchronous) so registration happens before that call returns.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
 use serde_json::json;
 use socketioxide::extract::{State, TryData};
 use socketioxide::handler::{ConnectHandler, FromConnectParts};
@@ -19,7 +21,7 @@ use crate::cluster::{Adapter, SocketRef};
 use super::fanout::{socket_key, user_room};
 use super::ordered::run_queue;
 use super::session::SocketSession;
-use crate::auth::token_from_handshake;
+use crate::auth::{token_from_handshake, AuthError};
 use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
@@ -36,6 +38,10 @@ pub async fn authenticate(
         .ok_or_else(|| AppError::auth("missing token"))?;
     let user = app.keys.verify(&token).map_err(|e| {
         tracing::info!(ns = s.ns(), reason = %e, "connection refused");
+        if e == AuthError::BadSignature {
+            let peer = s.req_parts().extensions.get::<ConnectInfo<SocketAddr>>();
+            app.secret_mismatch.refused(peer.map(|c| c.0.ip()));
+        }
         AppError::auth(e.to_string())
     })?;
     let permit = app.connections.try_acquire(user.user_id).await.map_err(|_| {

@@ -162,6 +162,16 @@ async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
     ctx.session.mark_joined(req.entry_id);
     tracing::info!(%user, entry = %req.entry_id, ?role, "joined entry room");
     let Joined { info, acked } = joined;
+    // The title rides along (additively) so a page can name the entry.
+    let title = app
+        .store
+        .entry_title(req.entry_id)
+        .await?
+        .unwrap_or_default();
+    let mut info = serde_json::to_value(info).map_err(AppError::internal)?;
+    if let Some(fields) = info.as_object_mut() {
+        fields.insert("title".into(), title.into());
+    }
     let ack = Reply::json(info)?;
     Ok(Reply::Then(
         Box::new(ack),

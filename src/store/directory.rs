@@ -68,6 +68,10 @@ pub trait DirectoryStore {
     /// Answers when the database does (for `/ready`).
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Closes the connections once nothing will write again (at shutdown), so an
+    /// embedded database is left as one whole file.
+    async fn close(&self) {}
+
     async fn upsert_user(&self, user: &NewUser) -> StoreResult<()>;
     async fn upsert_entry(&self, entry: &NewEntry) -> StoreResult<()>;
     async fn set_collaborator(
@@ -87,6 +91,9 @@ pub trait DirectoryStore {
     /// The user's role on the entry under PROTOCOL.md section 5, or `None` when they
     /// have none or the entry does not exist (callers must not tell these apart).
     async fn entry_role(&self, entry: EntryId, user: UserId) -> StoreResult<Option<EntryRole>>;
+
+    /// The entry's title (`None` for an unknown entry). Ask only once access is known.
+    async fn entry_title(&self, entry: EntryId) -> StoreResult<Option<String>>;
 }
 
 /// The access rule of PROTOCOL.md section 5, from the three facts both backends query.

@@ -62,6 +62,21 @@ impl<T> Store for T where
 {
 }
 
+/// The start-up line that says where data goes: the backend, where its database is
+/// (never a password) and what the migrations did.
+fn log_opened(backend: &str, database: &str, applied_before: i64, applied_after: i64) {
+    tracing::info!(
+        backend,
+        database,
+        migrations_applied = applied_after - applied_before,
+        schema_migrations = applied_after,
+        "database ready"
+    );
+}
+
+/// `SELECT count(*) FROM _sqlx_migrations` on either backend: 0 before the first run.
+const APPLIED_MIGRATIONS: &str = "SELECT count(*) FROM _sqlx_migrations WHERE success";
+
 /// Opens the configured database and brings its schema up to date.
 pub async fn open(settings: &Settings) -> StoreResult<Arc<dyn Store>> {
     match &settings.database {

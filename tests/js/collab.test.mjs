@@ -80,6 +80,7 @@ test('access matrix for join_entry_room, the y-socket.io namespace and the REST 
         assert.equal(ack.entryId, entryId);
         assert.equal(typeof ack.version, 'number');
         assert.equal(typeof ack.content, 'string');
+        assert.equal(ack.title, 'entry'); // the harness's default title
         assert.ok(ack.viewers.some((v) => v.userId === users[name]));
       } else {
         assert.equal(ack.ok, false, `${name} should be refused`);
@@ -119,7 +120,8 @@ test('access matrix for join_entry_room, the y-socket.io namespace and the REST 
     const ok = await get(entry, tokenFor(users.carol));
     assert.equal(ok.status, 200);
     const body = await ok.json();
-    assert.deepEqual(Object.keys(body).sort(), ['content', 'delta', 'entryId', 'updatedAt', 'version']);
+    assert.deepEqual(Object.keys(body).sort(), ['content', 'delta', 'entryId', 'title', 'updatedAt', 'version']);
+    assert.equal(body.title, 'entry');
   } finally {
     await t.close();
   }

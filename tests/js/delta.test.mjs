@@ -267,6 +267,39 @@ test('baseVersion in the future, older than the history or from before the doc l
   }
 });
 
+test('zero-length retains and deletes are no-ops, as in quill-delta', async () => {
+  const f = await fixture(['Alice', 'Bob'], { roles: { Bob: 'editor' } });
+  try {
+    const a = await f.joined('Alice');
+    const b = await f.joined('Bob');
+    // Hand-built `[{retain: i}, {insert: c}]` at i = 0, with and without a base.
+    assert.deepEqual(await a.edit([{ retain: 0 }, { insert: 'ab' }]), { ok: true, version: 1 });
+    assert.deepEqual(await a.edit([{ retain: 1 }, { delete: 0 }, { insert: 'X' }, { retain: 0 }], { base: 1 }), {
+      ok: true,
+      version: 2,
+    });
+    await b.until(2);
+    // Relays carry the change as applied, without the empty ops.
+    assert.deepEqual(
+      b.received.map((e) => e.delta),
+      [{ ops: [{ insert: 'ab' }] }, { ops: [{ retain: 1 }, { insert: 'X' }] }],
+    );
+    // A delta of nothing but empty ops changes nothing and is relayed to no one.
+    const empty = await request(a.socket, 'entry_edit', { entryId: f.entryId, delta: { ops: [{ retain: 0 }, { delete: 0 }] } });
+    assert.deepEqual(empty, { ok: true, version: 2 });
+    // Still refused: empty ops do not excuse the rest of the delta.
+    const past = await request(a.socket, 'entry_edit', { entryId: f.entryId, delta: { ops: [{ retain: 0 }, { retain: 4 }] } });
+    assert.equal(past.error?.code, 'VALIDATION_ERROR');
+    const { response } = await state(b.socket, f.entryId);
+    assert.equal(response.content, 'aXb');
+    assert.equal(response.version, 2);
+    assert.equal(b.text, 'aXb');
+    assert.equal(b.received.length, 2);
+  } finally {
+    await f.close();
+  }
+});
+
 test('a delta that does not fit, or is ill-typed, is refused and changes nothing', async () => {
   const f = await fixture(['Alice', 'Bob', 'Yves'], { roles: { Bob: 'editor', Yves: 'editor' } });
   try {
@@ -293,7 +326,6 @@ test('a delta that does not fit, or is ill-typed, is refused and changes nothing
       { entryId: e, delta: { ops: [{ insert: '' }] } },
       { entryId: e, delta: { ops: [{ retain: -1 }, { insert: 'x' }] } },
       { entryId: e, delta: { ops: [{ delete: -2 }] } },
-      { entryId: e, delta: { ops: [{ retain: 0 }, { insert: 'x' }] } },
       { entryId: e, delta: { ops: [{ retain: 1.5 }, { insert: 'x' }] } },
       { entryId: e, delta: { ops: [{ retain: 2, attributes: 5 }] } },
       { entryId: e, delta: { ops: 'insert hi' } },

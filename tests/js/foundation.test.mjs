@@ -142,6 +142,7 @@ async function startRaw({ env = {}, cwd, args = [] } = {}) {
   return {
     child,
     logs,
+    port,
     url: `http://127.0.0.1:${port}`,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
@@ -738,6 +739,26 @@ describe('configuration and the command line', () => {
     });
   }
 
+  test('a token signed with another secret: the log says so once a minute per peer, without the token', async () => {
+    const server = await startServer({ database: 'sqlite' });
+    try {
+      const foreign = signToken({ sub: randomUUID() }, 'some-other-secret-0123456789abcdef-0123');
+      for (let i = 0; i < 3; i++) assert.equal(await refusal(server, foreign), 'AUTH_ERROR: invalid token');
+      const rest = await fetch(`${server.url}/api/entries/${randomUUID()}/content`, { headers: { Authorization: `Bearer ${foreign}` } });
+      assert.equal(rest.status, 401);
+      // A malformed token is a different mistake: no hint about the secret.
+      assert.match(await refusal(server, 'not.a.jwt'), /^AUTH_ERROR/);
+      const hints = jsonLogs(server).filter((l) => l.message?.includes("does not verify with this server's secret"));
+      assert.equal(hints.length, 1, JSON.stringify(hints));
+      assert.equal(hints[0].level, 'INFO');
+      assert.equal(hints[0].peer, '127.0.0.1');
+      assert.match(hints[0].message, /JWT_SECRET/);
+      assertNoTokensLogged(server.logs, [foreign]);
+    } finally {
+      await server.cleanup();
+    }
+  });
+
   test('no JWT_SECRET: the server starts with a random secret and warns loudly', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'diary-nosecret-'));
     const server = await startRaw({ env: { DATABASE_URL: `sqlite://${dir}/x.db` }, args: ['serve'] });
@@ -811,14 +832,60 @@ describe('configuration and the command line', () => {
     }
   });
 
-  test('LOG_FORMAT=pretty writes human-readable lines', async () => {
+  test('LOG_FORMAT=pretty writes human-readable lines, without colour codes into a pipe', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'diary-pretty-'));
     const server = await startRaw({ env: { DATABASE_URL: `sqlite://${dir}/x.db`, JWT_SECRET: SECRET, LOG_FORMAT: 'pretty' } });
     try {
       const line = server.logs.find((l) => l.includes('listening'));
       assert.ok(line && !line.trim().startsWith('{'), line);
+      assert.deepEqual(server.logs.filter((l) => l.includes('\x1b[')), [], 'no ANSI escapes');
     } finally {
       await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('start-up names the backend, its database and the migrations applied', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'diary-startup-'));
+    const file = path.join(dir, 'x.db');
+    const ready = (server) => jsonLogs(server).find((l) => l.message === 'database ready');
+    try {
+      for (const applied of [1, 0]) {
+        const server = await startRaw({ env: { DATABASE_URL: `sqlite://${file}`, JWT_SECRET: SECRET } });
+        await server.stop();
+        const line = ready(server);
+        assert.ok(line, server.logs.join('\n'));
+        assert.equal(line.backend, 'sqlite');
+        assert.equal(line.database, file);
+        assert.equal(line.migrations_applied, applied);
+        assert.ok(line.schema_migrations >= 1);
+      }
+      const pg = await startServer();
+      try {
+        const line = ready(pg);
+        assert.equal(line.backend, 'postgres');
+        assert.match(line.database, /^127\.0\.0\.1:5432\/diary_test_\w+$/);
+        assert.ok(line.migrations_applied >= 1);
+      } finally {
+        await pg.cleanup();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a second server on a port in use stops with a clear line, before touching its database', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'diary-port-'));
+    const first = await startRaw({ env: { DATABASE_URL: `sqlite://${dir}/first.db`, JWT_SECRET: SECRET } });
+    try {
+      const second = await runBinary([], {
+        env: { PORT: String(first.port), HOST: '127.0.0.1', DATABASE_URL: `sqlite://${dir}/second.db`, JWT_SECRET: SECRET },
+      });
+      assert.notEqual(second.code, 0);
+      assert.match(second.stderr, new RegExp(`port ${first.port} is already in use.*set PORT`));
+      assert.equal(existsSync(path.join(dir, 'second.db')), false, 'the database was not opened');
+    } finally {
+      await first.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });

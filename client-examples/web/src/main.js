@@ -63,9 +63,17 @@ function showSetupForm(params) {
   });
 }
 
+/** A page the server refused shows the reason and nothing else. */
+function showRefused(text) {
+  $('app').hidden = true;
+  document.querySelector('.my-status').hidden = true;
+  showBanner(text);
+}
+
 function start({ token, entryId, server, path }) {
-  $('app').hidden = false;
-  document.querySelector('.my-status').hidden = false;
+  // The editor and lists appear with the first successful join, so a refused page
+  // never shows an empty editor behind its banner.
+  $('app').hidden = true;
 
   let me = null;
   const names = new Map(); // userId -> displayName, learnt from viewers lists
@@ -106,14 +114,16 @@ function start({ token, entryId, server, path }) {
   const renderStatus = () => {
     const state = refused ? 'error' : sync.state;
     const text = {
-      connecting: sync.pending.length ? 'reconnecting… (your edits will be sent)' : 'reconnecting…',
+      connecting: 'connecting…',
       syncing: 'syncing…',
       synced: 'connected',
-      offline: sync.pending.length ? 'offline: your edits will be sent on reconnect' : 'offline',
+      offline: sync.pending.length ? 'offline, reconnecting: your edits will be sent' : 'offline, reconnecting…',
       error: refused ?? `error: ${sync.lastError?.code ?? ''} ${sync.lastError?.message ?? ''}`,
     }[state];
     $('status').dataset.state = state;
     $('status-text').textContent = text;
+    // Viewers and friends are only current while connected.
+    $('app').dataset.online = String(state === 'synced');
   };
   sync.on('state', renderStatus);
   doc.on('update', () => sync.state !== 'synced' && renderStatus());
@@ -123,7 +133,7 @@ function start({ token, entryId, server, path }) {
     if (!socket.active) {
       refused = `refused: ${err.message}`;
       renderStatus();
-      showBanner(`The server refused this page (${err.message}). Tokens expire: run seed-demo again for fresh links.`);
+      showRefused(`The server refused this page (${err.message}). Tokens expire: run seed-demo again for fresh links.`);
     }
   });
   socket.on('error', (e) => {
@@ -137,12 +147,23 @@ function start({ token, entryId, server, path }) {
 
   sync.on('joined', (ack) => {
     showBanner('');
+    $('app').hidden = false;
     const canEdit = ack.role === 'owner' || ack.role === 'editor';
     quill.enable(canEdit);
-    $('entry-meta').textContent = `entry ${entryId} · you are ${ack.role}${canEdit ? '' : ' (read only)'}`;
+    const pane = document.querySelector('.editor-pane');
+    pane.dataset.readonly = String(!canEdit);
+    for (const button of pane.querySelectorAll('.ql-toolbar button, .ql-toolbar .ql-picker-label')) {
+      button.toggleAttribute('disabled', !canEdit);
+      button.setAttribute('aria-disabled', String(!canEdit));
+    }
+    $('entry-meta').replaceChildren(
+      el('span', { class: 'title' }, ack.title || 'Untitled entry'),
+      `you are ${ack.role}${canEdit ? '' : ' (read only)'}`,
+    );
+    $('entry-meta').title = `entry ${entryId}`;
   });
   sync.on('error', (e) => {
-    if (e.event === 'join_entry_room') showBanner(`cannot open this entry: ${e.code}: ${e.message}`);
+    if (e.event === 'join_entry_room') showRefused(`cannot open this entry: ${e.code}: ${e.message}`);
     else if (e.event === 'entry_update') showBanner(`edit refused: ${e.code}: ${e.message}`);
     renderStatus();
   });
@@ -191,16 +212,26 @@ function start({ token, entryId, server, path }) {
   };
   socket.on('authenticated', ({ userId }) => {
     me = userId;
+    document.querySelector('.my-status').hidden = false;
     if (!awareness.getLocalState()?.user) {
       awareness.setLocalStateField('user', { name: names.get(me) ?? shortId(me), color: colorFor(me) });
     }
   });
-  socket.on('online', ({ friends: list }) => {
+  let statusKnown = false;
+  socket.on('online', ({ status, friends: list }) => {
+    // The first time, the server tells us the status we chose in another tab; after a
+    // reconnect we send ours again instead (a restarted server starts us at online).
+    if (!statusKnown && status) $('my-status').value = chosenStatus = status;
+    statusKnown = true;
     friends.clear();
-    for (const f of list) friends.set(f.userId, { status: f.status, lastSeen: f.lastSeen });
+    for (const f of list) {
+      if (f.displayName) names.set(f.userId, f.displayName);
+      friends.set(f.userId, { status: f.status, lastSeen: f.lastSeen });
+    }
     renderFriends();
   });
-  socket.on('friend_online', ({ userId }) => {
+  socket.on('friend_online', ({ userId, displayName }) => {
+    if (displayName) names.set(userId, displayName);
     friends.set(userId, { status: 'online', lastSeen: null });
     renderFriends();
   });
@@ -251,13 +282,14 @@ function start({ token, entryId, server, path }) {
                 title: n.is_read ? '' : 'click to mark read',
                 onclick: () => !n.is_read && markRead(n),
               },
-              el('div', { class: 'title' }, n.title),
+              el('div', { class: 'title' }, n.priority === 'high' || n.priority === 'urgent' ? el('span', { class: 'priority' }, n.priority) : null, n.title),
               el('div', { class: 'message' }, n.message),
               el('div', { class: 'meta' }, `${n.type} · ${n.priority} · ${timeOf(n.created_at)}`),
             ),
           )
         : [el('li', { class: 'empty' }, 'nothing here')]),
     );
+    $('mark-all').hidden = !inbox.some((n) => !n.is_read);
   };
   const markRead = async (n) => {
     const ack = await socket
@@ -301,6 +333,19 @@ function start({ token, entryId, server, path }) {
     }
   });
   renderInbox();
+
+  // Remote users' names show by their carets while they type (quill-cursors shows them
+  // only on hover otherwise), and fade a moment after they stop.
+  const cursors = quill.getModule('cursors');
+  const flagTimers = new Map();
+  awareness.on('change', ({ added, updated }) => {
+    for (const id of [...added, ...updated]) {
+      if (id === doc.clientID || !awareness.getStates().get(id)?.cursor) continue;
+      cursors.toggleFlag(String(id), true);
+      clearTimeout(flagTimers.get(id));
+      flagTimers.set(id, setTimeout(() => cursors.toggleFlag(String(id), false), 3000));
+    }
+  });
 
   // For tests and for poking around in the console.
   window.diaryDemo = { socket, doc, text: sync.text, awareness, quill, sync, binding, Y };

@@ -58,6 +58,12 @@ impl DocActor {
                 tracing::error!(entry = %self.entry, "yrs panicked applying a replica's update; rebuilding the doc");
                 self.recover().await;
             }
+            Err(DocError::Refused(e)) if e.is_missing_dependency() => {
+                // This replica missed an earlier update (it is in the database, since
+                // replicas publish only what they committed): fetch what it lacks.
+                tracing::info!(entry = %self.entry, "a replica's update builds on one missed here; catching up");
+                self.catch_up().await;
+            }
             Err(e) => {
                 tracing::warn!(entry = %self.entry, error = %e, "a replica's update was refused")
             }

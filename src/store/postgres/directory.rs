@@ -120,4 +120,13 @@ impl DirectoryStore for PgStore {
             crate::store::directory::resolve_role(is_owner, collaborator.as_deref(), friend)
         }))
     }
+
+    async fn entry_title(&self, entry: EntryId) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT title FROM entries WHERE id = $1")
+                .bind(entry.0)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
 }

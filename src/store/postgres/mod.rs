@@ -10,9 +10,11 @@ mod presence;
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
 
-use super::StoreResult;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{log_opened, StoreResult, APPLIED_MIGRATIONS};
 
 /// A pool on a PostgreSQL database whose schema is up to date.
 #[derive(Clone)]
@@ -28,7 +30,10 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
+        let applied = || sqlx::query_scalar::<_, i64>(APPLIED_MIGRATIONS).fetch_one(&pool);
+        let before = applied().await.unwrap_or(0);
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        log_opened("postgres", &describe(url), before, applied().await?);
         Ok(Self {
             pool,
             url: url.to_string(),
@@ -42,5 +47,18 @@ impl PgStore {
     /// The connection string, for the LISTEN connections that live outside the pool.
     pub fn url(&self) -> &str {
         &self.url
+    }
+}
+
+/// `host:port/database` from a connection string, leaving out user and password.
+fn describe(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(o) => format!(
+            "{}:{}/{}",
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("")
+        ),
+        Err(_) => "?".into(),
     }
 }

@@ -10,8 +10,15 @@ use crate::store::{DirectoryStore, EntryRole, NewEntry, NewUser, StoreResult};
 #[async_trait]
 impl DirectoryStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.reads).await?;
         Ok(())
+    }
+
+    /// The writer closes last: the last connection to close folds the write-ahead log
+    /// back into the database file (a `query_only` reader may not).
+    async fn close(&self) {
+        self.reads.close().await;
+        self.writes.close().await;
     }
 
     async fn upsert_user(&self, user: &NewUser) -> StoreResult<()> {
@@ -23,7 +30,7 @@ impl DirectoryStore for SqliteStore {
         .bind(user.id.to_string())
         .bind(&user.username)
         .bind(&user.display_name)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }
@@ -39,7 +46,7 @@ impl DirectoryStore for SqliteStore {
         .bind(entry.owner.to_string())
         .bind(&entry.title)
         .bind(entry.visibility.as_str())
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }
@@ -61,7 +68,7 @@ impl DirectoryStore for SqliteStore {
         .bind(entry.to_string())
         .bind(user.to_string())
         .bind(role)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }
@@ -70,7 +77,7 @@ impl DirectoryStore for SqliteStore {
         sqlx::query("INSERT OR IGNORE INTO friends (user_id, friend_id) VALUES (?1, ?2)")
             .bind(a.to_string())
             .bind(b.to_string())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -87,7 +94,7 @@ impl DirectoryStore for SqliteStore {
             list.push_bind(id.to_string());
         }
         query.push(")");
-        let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&self.reads).await?;
         rows.into_iter()
             .map(|(id, name)| Ok((UserId(parse_uuid(&id)?), name)))
             .collect()
@@ -99,7 +106,7 @@ impl DirectoryStore for SqliteStore {
              UNION SELECT user_id FROM friends WHERE friend_id = ?1",
         )
         .bind(user.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|(id,)| Ok(UserId(parse_uuid(id)?)))
@@ -119,10 +126,19 @@ impl DirectoryStore for SqliteStore {
         )
         .bind(entry.to_string())
         .bind(user.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(row.and_then(|(is_owner, collaborator, friend)| {
             crate::store::directory::resolve_role(is_owner, collaborator.as_deref(), friend)
         }))
+    }
+
+    async fn entry_title(&self, entry: EntryId) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT title FROM entries WHERE id = ?1")
+                .bind(entry.to_string())
+                .fetch_optional(&self.reads)
+                .await?,
+        )
     }
 }

@@ -17,7 +17,7 @@ const ROWS_PER_INSERT: usize = 1000;
 #[async_trait]
 impl EntryStore for SqliteStore {
     async fn load_doc(&self, entry: EntryId) -> StoreResult<StoredDoc> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.reads.begin().await?;
         let stored = read_doc(&mut tx, &entry.to_string(), entry).await?;
         tx.commit().await?;
         Ok(stored)
@@ -27,7 +27,7 @@ impl EntryStore for SqliteStore {
         if updates.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in updates.chunks(ROWS_PER_INSERT) {
             let mut query = QueryBuilder::new(
                 "INSERT INTO entry_updates (entry_id, seq, version, payload, author) ",
@@ -59,10 +59,11 @@ impl EntryStore for SqliteStore {
         Ok(())
     }
 
-    /// One process owns a SQLite file, and one actor an entry: no lock needed.
+    /// One process owns a SQLite file, and one actor an entry: no lock needed beyond
+    /// the write transaction, which takes the write lock before reading the rows it folds.
     async fn compact(&self, entry: EntryId, fold: Fold<'_>) -> StoreResult<Compaction> {
         let id = entry.to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let stored = read_doc(&mut tx, &id, entry).await?;
         let folded = fold(&stored).map_err(StoreError::Corrupt)?;
         let upto_seq = stored.last_seq();
@@ -94,7 +95,7 @@ impl EntryStore for SqliteStore {
     }
 
     async fn save_text(&self, entry: EntryId, text: &str, version: i64) -> StoreResult<()> {
-        upsert_text(&self.pool, &entry.to_string(), text, version).await
+        upsert_text(&self.writes, &entry.to_string(), text, version).await
     }
 
     async fn load_text(&self, entry: EntryId) -> StoreResult<Option<EntryText>> {
@@ -102,7 +103,7 @@ impl EntryStore for SqliteStore {
             "SELECT content, version, updated_at FROM entry_documents WHERE entry_id = ?1",
         )
         .bind(entry.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(row.map(|(content, version, updated_at)| EntryText {
             content,

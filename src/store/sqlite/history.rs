@@ -23,7 +23,7 @@ impl HistoryStore for SqliteStore {
     /// every other writer) take turns from the start of the transaction.
     async fn take_checkpoint(&self, new: &NewCheckpoint) -> StoreResult<Taken> {
         let entry = new.entry.to_string();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let newest: Option<RowWithContent> = sqlx::query_as(sql::NEWEST)
             .bind(&entry)
             .fetch_optional(&mut *tx)
@@ -82,7 +82,7 @@ impl HistoryStore for SqliteStore {
         entry: EntryId,
         page: HistoryPage,
     ) -> StoreResult<Result<Vec<CheckpointMeta>, PageError>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         let limit = i64::from(page.limit);
         let rows: Vec<Row> = match page.before {
             None => {
@@ -127,7 +127,7 @@ impl HistoryStore for SqliteStore {
         entry: EntryId,
         id: CheckpointId,
     ) -> StoreResult<Option<StoredCheckpoint>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         let row: Option<RowWithContent> = sqlx::query_as(sql::READ)
             .bind(id.to_string())
             .bind(entry.to_string())
@@ -153,12 +153,12 @@ impl HistoryStore for SqliteStore {
         ))
         .bind(time_text(now - rules.hourly_after))
         .bind(time_text(now - rules.daily_after))
-        .execute(self.pool())
+        .execute(&self.writes)
         .await?
         .rows_affected();
         let expired = sqlx::query(sql::EXPIRE)
             .bind(time_text(now - rules.retention))
-            .execute(self.pool())
+            .execute(&self.writes)
             .await?
             .rows_affected();
         Ok(Pruned { thinned, expired })

@@ -14,13 +14,24 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Sqlite, Transaction};
 
-use super::{StoreError, StoreResult};
+use super::{log_opened, StoreError, StoreResult, APPLIED_MIGRATIONS};
 
-/// A pool on a SQLite file whose schema is up to date.
+/// A SQLite file whose schema is up to date, with one writer and several readers.
+///
+/// SQLite lets one connection write at a time. With several writing connections, a
+/// transaction that began by reading (a deferred `BEGIN`) and then writes must upgrade
+/// its lock; if another connection wrote meanwhile, that upgrade fails at once with
+/// "database is locked" (`SQLITE_BUSY`, or `SQLITE_BUSY_SNAPSHOT` 517 in WAL mode),
+/// which no busy timeout can wait out. So every write goes through `writes`, a pool of
+/// one connection, and multi-statement writes take the write lock up front
+/// (`begin_write`, `BEGIN IMMEDIATE`). Readers use `reads`; in WAL mode they never
+/// block the writer, and `query_only` makes any write through them an error.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    reads: SqlitePool,
+    writes: SqlitePool,
 }
 
 impl SqliteStore {
@@ -40,17 +51,33 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
+        // Writes queue for the one connection; the timeout bounds that wait.
+        let writes = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        let applied = || sqlx::query_scalar::<_, i64>(APPLIED_MIGRATIONS).fetch_one(&writes);
+        let before = applied().await.unwrap_or(0);
+        sqlx::migrate!("./migrations/sqlite").run(&writes).await?;
+        let location = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        log_opened(
+            "sqlite",
+            &location.display().to_string(),
+            before,
+            applied().await?,
+        );
+        let reads = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.pragma("query_only", "ON"))
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { reads, writes })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// A write transaction holding SQLite's write lock from its first statement.
+    pub(crate) async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.writes.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 

@@ -101,7 +101,7 @@ impl NotificationStore for SqliteStore {
         .bind(data)
         .bind(new.priority.as_str())
         .bind(created_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writes)
         .await?;
         row.try_into()
     }
@@ -131,7 +131,7 @@ impl NotificationStore for SqliteStore {
             row: Row,
             enabled: bool,
         }
-        let rows: Vec<DeliveryRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<DeliveryRow> = qb.build_query_as().fetch_all(&self.reads).await?;
         let mut by_id: HashMap<String, DeliveryRow> =
             rows.into_iter().map(|r| (r.row.id.clone(), r)).collect();
         ids.iter()
@@ -150,7 +150,7 @@ impl NotificationStore for SqliteStore {
         user: UserId,
         query: &NotificationQuery,
     ) -> StoreResult<NotificationPage> {
-        notification_sql::list_notifications::<_, Row>(&self.pool, user.to_string(), query).await
+        notification_sql::list_notifications::<_, Row>(&self.reads, user.to_string(), query).await
     }
 
     async fn unread_count(&self, user: UserId) -> StoreResult<i64> {
@@ -159,7 +159,7 @@ impl NotificationStore for SqliteStore {
               WHERE user_id = ?1 AND is_read = 0 AND is_archived = 0",
         )
         .bind(user.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(count)
     }
@@ -175,7 +175,7 @@ impl NotificationStore for SqliteStore {
         )
         .bind(id.to_string())
         .bind(user.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writes)
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -191,7 +191,7 @@ impl NotificationStore for SqliteStore {
         )
         .bind(id.to_string())
         .bind(user.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writes)
         .await?;
         row.map(TryInto::try_into).transpose()
     }
@@ -202,7 +202,7 @@ impl NotificationStore for SqliteStore {
              RETURNING id, is_read, is_archived",
         )
         .bind(user.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writes)
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
@@ -211,13 +211,13 @@ impl NotificationStore for SqliteStore {
         let rows: Vec<(String, bool)> =
             sqlx::query_as("SELECT type, enabled FROM notification_preferences WHERE user_id = ?1")
                 .bind(user.to_string())
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?;
         Ok(crate::store::notifications::stored_preferences(rows))
     }
 
     async fn update_preferences(&self, user: UserId, changes: &Preferences) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (kind, enabled) in changes {
             sqlx::query(
                 "INSERT INTO notification_preferences (user_id, type, enabled) VALUES (?1, ?2, ?3)

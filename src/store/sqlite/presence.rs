@@ -29,7 +29,7 @@ impl PresenceStore for SqliteStore {
                LEFT JOIN ws_connections w ON w.user_id = f.id",
         )
         .bind(user.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|(id, last_seen)| {
@@ -49,7 +49,7 @@ impl PresenceStore for SqliteStore {
         )
         .bind(a.to_string())
         .bind(b.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(found)
     }
@@ -71,7 +71,7 @@ impl PresenceStore for SqliteStore {
         .bind(socket_id)
         .bind(status.as_str())
         .bind(time_text(at))
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }
@@ -86,7 +86,7 @@ impl PresenceStore for SqliteStore {
             .bind(user.to_string())
             .bind(status.as_str())
             .bind(time_text(at))
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -108,7 +108,7 @@ impl PresenceStore for SqliteStore {
             " ON CONFLICT (user_id) DO UPDATE SET socket_id = NULL, is_online = 0,
                  status = 'offline', last_seen = excluded.last_seen",
         );
-        query.build().execute(&self.pool).await?;
+        query.build().execute(&self.writes).await?;
         Ok(())
     }
 
@@ -117,7 +117,7 @@ impl PresenceStore for SqliteStore {
             "UPDATE ws_connections SET is_online = 0, status = 'offline', socket_id = NULL
               WHERE is_online",
         )
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(done.rows_affected())
     }
@@ -136,7 +136,7 @@ impl PresenceStore for SqliteStore {
         .bind(user.to_string())
         .bind(entry.to_string())
         .bind(socket_id)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }
@@ -145,7 +145,7 @@ impl PresenceStore for SqliteStore {
         sqlx::query("DELETE FROM active_sessions WHERE socket_id = ?1 AND entry_id = ?2")
             .bind(socket_id)
             .bind(entry.to_string())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -153,7 +153,7 @@ impl PresenceStore for SqliteStore {
     async fn sessions_left_socket(&self, socket_id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM active_sessions WHERE socket_id = ?1")
             .bind(socket_id)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -170,7 +170,7 @@ impl PresenceStore for SqliteStore {
                 list.push_bind(id.as_str());
             }
             query.push(")");
-            query.build().execute(&self.pool).await?;
+            query.build().execute(&self.writes).await?;
         }
         Ok(())
     }
@@ -178,14 +178,14 @@ impl PresenceStore for SqliteStore {
     async fn sweep_sessions(&self, cutoff: DateTime<Utc>) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM active_sessions WHERE last_seen < ?1")
             .bind(time_text(cutoff))
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(done.rows_affected())
     }
 
     async fn clear_sessions(&self) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM active_sessions")
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?;
         Ok(done.rows_affected())
     }
