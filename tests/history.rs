@@ -456,7 +456,10 @@ async fn server_history(backend: Backend) {
             TransportType::Websocket,
         )
         .await;
-    stranger.next("authenticated", WAIT).await.expect("authenticated");
+    stranger
+        .next("authenticated", WAIT)
+        .await
+        .expect("authenticated");
     let ack = stranger
         .ask("entry_history", json!({ "entryId": entry }))
         .await;
