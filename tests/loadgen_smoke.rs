@@ -42,14 +42,16 @@ fn assert_clean(line: &str, scenario: &str) {
 #[test]
 fn cursors_edits_and_ratelimit_account_for_every_message() {
     // Each run starts its own server and database, so they can run side by side.
-    let (cursors, edits, ratelimit) = std::thread::scope(|s| {
+    let (cursors, edits, ratelimit, fair) = std::thread::scope(|s| {
         let cursors = s.spawn(|| loadgen(&["cursors", "20", "--secs", "2"]));
         let edits = s.spawn(|| loadgen(&["edits", "20", "--secs", "2"]));
         let ratelimit = s.spawn(|| loadgen(&["ratelimit", "10", "--secs", "2"]));
+        let fair = s.spawn(|| loadgen(&["fair", "50", "--secs", "2"]));
         (
             cursors.join().expect("cursors run"),
             edits.join().expect("edits run"),
             ratelimit.join().expect("ratelimit run"),
+            fair.join().expect("fair run"),
         )
     });
 
@@ -57,12 +59,29 @@ fn cursors_edits_and_ratelimit_account_for_every_message() {
     assert!(cursors.contains("ready=20 failed=0"), "{cursors}");
     // Every move reached the 9 others in its room: 2 s at 8/s from 20 clients.
     assert!(cursors.contains("delivered=2880 "), "{cursors}");
+    assert!(cursors.contains("merged=0"), "{cursors}");
+    assert!(cursors.contains("latest_position p50="), "{cursors}");
+    assert!(cursors.contains("rss_mib="), "{cursors}");
 
     assert_clean(&edits, "edits n=20");
     assert!(
         edits.contains("sent=200 acked_ok=200 refused=0 unacked=0"),
         "{edits}"
     );
+    // Both rooms' docs hold every update sent.
+    assert!(edits.contains("rooms_converged=2/2"), "{edits}");
+
+    // Five rooms: room 0 light (1/s, 2 updates per socket), four hot (5/s, 10 each).
+    assert_clean(&fair, "fair n=50");
+    assert!(
+        fair.contains("sent=420 acked_ok=420 refused=0 unacked=0"),
+        "{fair}"
+    );
+    assert!(fair.contains("light_rooms=1 "), "{fair}");
+    assert!(fair.contains("ack_light p50="), "{fair}");
+    assert!(fair.contains("rooms_converged=5/5"), "{fair}");
+    // A fresh socket joined a light room every 200 ms of the 2 s run.
+    assert!(fair.contains("probe_connect_join n=10 failed=0"), "{fair}");
 
     assert_clean(&ratelimit, "ratelimit n=10");
     // 20/s against a limit of 10/s: some moves were refused, none of them relayed.

@@ -12,7 +12,7 @@ use yrs::updates::encoder::Encode;
 use yrs::{ClientID, Doc};
 
 use super::actor::MemberId;
-use super::doc::DocError;
+use super::doc::{self, DocError};
 use super::gate;
 use crate::cluster::node::NodeId;
 
@@ -44,7 +44,7 @@ impl AwarenessStates {
     /// relayed). `from` owns the states it changed, not those it merely repeated: a
     /// y-socket.io client echoes the states it receives, and must not take them over.
     pub fn apply(&mut self, from: &Owner, bytes: &[u8]) -> Result<bool, DocError> {
-        let checked = gate::check_awareness(bytes).map_err(DocError::Refused)?;
+        let checked = gate::check_awareness(bytes).map_err(doc::refused)?;
         let update = catch_unwind(|| AwarenessUpdate::decode_v1(checked.bytes()))
             .map_err(|_| DocError::MalformedUpdate)?
             .map_err(|_| DocError::MalformedUpdate)?;

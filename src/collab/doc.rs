@@ -145,7 +145,7 @@ impl EntryDoc {
                 return Err(DocError::TooLarge);
             }
         }
-        let checked = gate::check_update(bytes, &self.gate_state()).map_err(DocError::Refused)?;
+        let checked = gate::check_update(bytes, &self.gate_state()).map_err(refused)?;
         self.integrate(checked)
     }
 
@@ -320,7 +320,7 @@ impl EntryDoc {
 
     /// What a peer with `state_vector` lacks (sync step 2).
     pub fn diff_since(&self, state_vector: &[u8]) -> Result<Vec<u8>, DocError> {
-        let checked = gate::check_state_vector(state_vector).map_err(DocError::Refused)?;
+        let checked = gate::check_state_vector(state_vector).map_err(refused)?;
         let sv = catch_unwind(|| StateVector::decode_v1(checked.bytes()))
             .map_err(|_| DocError::MalformedStateVector)?
             .map_err(|_| DocError::MalformedStateVector)?;
@@ -376,6 +376,13 @@ impl EntryDoc {
         // One transaction produces at most one event on the text.
         parts.into_iter().next().unwrap_or_default()
     }
+}
+
+/// Counts and logs a refusal by the gate (hostile or broken clients show up here).
+pub(super) fn refused(reason: GateError) -> DocError {
+    metrics::counter!("diary_yjs_refused_total").increment(1);
+    tracing::warn!(%reason, "Yjs input refused by the gate");
+    DocError::Refused(reason)
 }
 
 /// What one transaction changed.

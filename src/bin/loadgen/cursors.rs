@@ -3,6 +3,11 @@
 //! the latency from the intended send time and spot lost, repeated or reordered moves.
 //! With acks (the `ratelimit` scenario) a receiver expects exactly the moves the server
 //! accepted.
+//!
+//! Cursor moves are volatile: a server behind may merge them (latest wins). Besides
+//! each delivered move's latency, a receiver measures how long each move took until it
+//! (or a later one of the same user) was the position shown: the latest-position
+//! latency. Moves superseded without arriving count as merged, not lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +42,10 @@ pub struct CursorOutcome {
     pub refused: u64,
     pub accounting: Accounting,
     pub latency: hdrhistogram::Histogram<u64>,
+    /// Per move: until it or a later move of its user reached the receiver.
+    pub latest: hdrhistogram::Histogram<u64>,
+    /// The server's memory over the run.
+    pub rss: String,
     pub server_cpu: Option<Duration>,
     pub errors: Vec<String>,
     pub send_window: Duration,
@@ -79,11 +88,16 @@ struct RelayPosition {
 /// First ack id of the moves (lower ids are for set-up requests).
 const ACK_BASE: u64 = 1000;
 
-pub async fn run(opts: &TargetOptions, n: usize, secs: f64) -> anyhow::Result<String> {
+pub async fn run(
+    opts: &TargetOptions,
+    n: usize,
+    per_second: f64,
+    secs: f64,
+) -> anyhow::Result<String> {
     let load = CursorLoad {
         clients: n,
         room_size: 10,
-        per_second: 8.0,
+        per_second,
         secs,
         acks: false,
     };
@@ -94,13 +108,15 @@ pub async fn run(opts: &TargetOptions, n: usize, secs: f64) -> anyhow::Result<St
     let offered = o.sent * (load.room_size as u64 - 1);
     let delivered = o.accounting.received;
     Ok(format!(
-        "cursors n={n} rooms_of=10 rate=8/s secs={secs} ready={} failed={} sent={} offered_deliveries={offered} delivered={delivered} delivered/s={:.0} latency {} cpu_us/delivery={} loadgen_cpu={} {}{}",
+        "cursors n={n} rooms_of=10 rate={per_second}/s secs={secs} ready={} failed={} sent={} offered_deliveries={offered} delivered={delivered} delivered/s={:.0} latency {} latest_position {} cpu_us/delivery={} {} loadgen_cpu={} {}{}",
         o.ready,
         o.failed,
         o.sent,
         delivered as f64 / o.send_window.as_secs_f64(),
         metrics::percentiles(&o.latency, &[0.5, 0.99, 0.999]),
+        metrics::percentiles(&o.latest, &[0.5, 0.99, 0.999]),
         o.cpu_us_per(delivered),
+        o.rss,
         o.loadgen_busy
             .map(|b| format!("{:.0}%", b * 100.0))
             .unwrap_or_default(),
@@ -122,6 +138,7 @@ pub async fn drive(target: &Target, load: CursorLoad) -> anyhow::Result<CursorOu
     );
     let period = Duration::from_secs_f64(1.0 / load.per_second);
     let latency = metrics::shared_histogram();
+    let latest = metrics::shared_histogram();
     let started = harness::spawn_clients(load.clients, 256, Duration::from_secs(180), |i, gate| {
         client(
             i,
@@ -130,7 +147,7 @@ pub async fn drive(target: &Target, load: CursorLoad) -> anyhow::Result<CursorOu
             target.token(rooms.users[i]),
             rooms.clone(),
             index_of.clone(),
-            latency.clone(),
+            (latency.clone(), latest.clone()),
             period,
             load,
         )
@@ -140,6 +157,7 @@ pub async fn drive(target: &Target, load: CursorLoad) -> anyhow::Result<CursorOu
     let send = Duration::from_secs_f64(load.secs);
     let plan = started.go(Duration::from_millis(500), send, Duration::from_secs(3));
     tokio::time::sleep_until(plan.start).await;
+    let rss = metrics::RssWatch::start(target.proc);
     let cpu_before = target.proc.and_then(|p| p.cpu());
     let me = ServerProc {
         pid: std::process::id(),
@@ -151,6 +169,7 @@ pub async fn drive(target: &Target, load: CursorLoad) -> anyhow::Result<CursorOu
         .zip(me.cpu())
         .map(|(b, a)| a.saturating_sub(b).as_secs_f64() / (plan.end - plan.start).as_secs_f64());
     let (reports, errors) = started.reports().await;
+    let rss = metrics::RssWatch::finish(rss);
     // Who sent what, then what each receiver should have had.
     let mut expected: HashMap<usize, Vec<u64>> = HashMap::new();
     let (mut sent, mut accepted, mut refused, mut dup_acks) = (0, 0, 0, 0);
@@ -170,7 +189,7 @@ pub async fn drive(target: &Target, load: CursorLoad) -> anyhow::Result<CursorOu
         {
             let seqs = expected.get(&peer).map(Vec::as_slice).unwrap_or(&[]);
             r.arrivals
-                .settle(peer, seqs.iter().copied(), &mut accounting);
+                .settle(peer, seqs.iter().copied(), true, &mut accounting);
         }
     }
     accounting.duplicated += dup_acks;
@@ -183,6 +202,8 @@ pub async fn drive(target: &Target, load: CursorLoad) -> anyhow::Result<CursorOu
         refused,
         accounting,
         latency: metrics::snapshot(&latency),
+        latest: metrics::snapshot(&latest),
+        rss,
         server_cpu: cpu_before.zip(cpu_after).map(|(b, a)| a.saturating_sub(b)),
         errors,
         send_window: send,
@@ -198,7 +219,7 @@ async fn client(
     token: String,
     rooms: Arc<Rooms>,
     index_of: Arc<HashMap<Uuid, usize>>,
-    latency: SharedHistogram,
+    (latency, latest): (SharedHistogram, SharedHistogram),
     period: Duration,
     load: CursorLoad,
 ) -> anyhow::Result<ClientReport> {
@@ -247,9 +268,12 @@ async fn client(
                             .and_then(|j| serde_json::from_str::<Relay>(j).ok()) else { continue };
                         let Some(&sender) = index_of.get(&relay.user_id) else { continue };
                         let seq = relay.position.index;
-                        let intended = harness::intended(&plan, phase_of(sender), period, seq);
-                        metrics::record_shared(&latency, tokio::time::Instant::now().saturating_duration_since(intended));
-                        report.arrivals.note(sender, seq, &mut report.arrived);
+                        let now = tokio::time::Instant::now();
+                        let intended = |k| harness::intended(&plan, phase_of(sender), period, k);
+                        metrics::record_shared(&latency, now.saturating_duration_since(intended(seq)));
+                        for shown in report.arrivals.note(sender, seq, &mut report.arrived) {
+                            metrics::record_shared(&latest, now.saturating_duration_since(intended(shown)));
+                        }
                     }
                     3 => {
                         let Some(seq) = p.id.and_then(|id| id.checked_sub(ACK_BASE)) else { continue };

@@ -10,6 +10,7 @@ mod client;
 mod cursors;
 mod docs;
 mod edits;
+mod fair;
 mod harness;
 mod idle;
 mod join;
@@ -30,6 +31,8 @@ enum Scenario {
     Idle,
     Cursors,
     Edits,
+    /// Most rooms editing at 5/s per socket, every fifth room at `--light-rate`.
+    Fair,
     Join,
     Ratelimit,
     Hot,
@@ -52,6 +55,15 @@ struct Args {
     /// Updates per second per editor in `hot`.
     #[arg(long, default_value_t = 100.0)]
     hot_rate: f64,
+    /// Updates per second per socket in `edits` and in `fair`'s hot rooms.
+    #[arg(long, default_value_t = 5.0)]
+    edit_rate: f64,
+    /// Updates per second per socket in `fair`'s light rooms.
+    #[arg(long, default_value_t = 1.0)]
+    light_rate: f64,
+    /// Cursor moves per second per socket in `cursors`.
+    #[arg(long, default_value_t = 8.0)]
+    cursor_rate: f64,
     /// Servers to load instead of starting one (`http://host:port`, comma-separated;
     /// clients are spread round-robin). Needs `--database-url` of their database.
     #[arg(long, value_delimiter = ',')]
@@ -144,6 +156,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             (Scenario::Idle, vec![1000, 5000, 10000]),
             (Scenario::Cursors, vec![1000, 5000, 10000]),
             (Scenario::Edits, vec![1000, 5000, 10000]),
+            (Scenario::Fair, vec![5000]),
             (Scenario::Join, vec![1000, 5000, 10000]),
             (Scenario::Ratelimit, vec![100]),
             (Scenario::Hot, vec![50]),
@@ -156,6 +169,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 Scenario::Hot => 50,
                 Scenario::Docmem => 1000,
                 Scenario::Load => 1,
+                Scenario::Fair => 5000,
                 _ => 1000,
             };
             let sizes = if args.sizes.is_empty() {
@@ -211,15 +225,21 @@ async fn one(
     let secs = args.secs;
     match scenario {
         Scenario::Idle => idle::run(opts, n).await,
-        Scenario::Cursors => cursors::run(opts, n, secs).await,
-        Scenario::Edits => {
+        Scenario::Cursors => cursors::run(opts, n, args.cursor_rate, secs).await,
+        Scenario::Edits | Scenario::Fair => {
+            let fair = scenario == Scenario::Fair;
             let load = edits::EditLoad {
                 clients: n,
                 room_size: 10,
-                per_second: 5.0,
+                per_second: args.edit_rate,
                 secs,
+                light: fair.then_some(edits::Light {
+                    every: 5,
+                    per_second: args.light_rate,
+                }),
             };
-            edits::run(opts, "edits", load, &[]).await
+            let name = if fair { "fair" } else { "edits" };
+            edits::run(opts, name, load, &[]).await
         }
         Scenario::Hot => {
             let load = edits::EditLoad {
@@ -227,6 +247,7 @@ async fn one(
                 room_size: n,
                 per_second: args.hot_rate,
                 secs,
+                light: None,
             };
             // The per-user limit would hold each editor to 10/s.
             let env = [("RATE_LIMIT_PER_SECOND", "1000000".to_string())];

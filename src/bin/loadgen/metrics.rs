@@ -73,6 +73,9 @@ pub struct Accounting {
     pub reordered: u64,
     /// Arrived although never expected (e.g. a refused event that was relayed anyway).
     pub extra: u64,
+    /// Never arrived but superseded by a later one that did (volatile events only:
+    /// the server may merge cursor moves, latest wins).
+    pub merged: u64,
 }
 
 impl Accounting {
@@ -83,54 +86,81 @@ impl Accounting {
         self.duplicated += other.duplicated;
         self.reordered += other.reordered;
         self.extra += other.extra;
+        self.merged += other.merged;
     }
 
     /// Once every sender is settled: what arrived beyond what was expected.
     pub fn finish(&mut self) {
         let unique = self.received - self.duplicated;
-        self.extra = unique.saturating_sub(self.expected - self.lost);
+        self.extra = unique.saturating_sub(self.expected - self.lost - self.merged);
     }
 
     pub fn summary(&self) -> String {
         format!(
-            "lost={} dup={} reordered={} unexpected={}",
-            self.lost, self.duplicated, self.reordered, self.extra
+            "lost={} dup={} reordered={} unexpected={} merged={}",
+            self.lost, self.duplicated, self.reordered, self.extra, self.merged
         )
     }
 }
 
 impl Arrivals {
-    /// Records message `seq` from `sender`.
-    pub fn note(&mut self, sender: usize, seq: u64, acc: &mut Accounting) {
+    /// Records message `seq` from `sender`. Returns the sequence numbers this arrival
+    /// makes current for the first time (`seq` and any skipped ones before it; empty for
+    /// a repeat or a late one), for latest-position latency.
+    pub fn note(
+        &mut self,
+        sender: usize,
+        seq: u64,
+        acc: &mut Accounting,
+    ) -> std::ops::RangeInclusive<u64> {
         let s = self.by_sender.entry(sender).or_default();
         let i = seq as usize;
         if s.seen.len() <= i {
             s.seen.resize(i + 1, false);
         }
         acc.received += 1;
+        #[allow(clippy::reversed_empty_ranges)]
+        let nothing_new = 1..=0;
         if s.seen[i] {
             acc.duplicated += 1;
-            return;
+            return nothing_new;
         }
         s.seen[i] = true;
         match s.max {
-            Some(max) if seq < max => acc.reordered += 1,
-            _ => s.max = Some(seq),
+            Some(max) if seq < max => {
+                acc.reordered += 1;
+                nothing_new
+            }
+            previous => {
+                s.max = Some(seq);
+                previous.map_or(0, |m| m + 1)..=seq
+            }
         }
     }
 
     /// Counts as lost what `sender` sent (the sequence numbers `expected` says it
-    /// should have delivered here) that never arrived.
-    pub fn settle(&self, sender: usize, expected: impl Iterator<Item = u64>, acc: &mut Accounting) {
-        let seen = self
+    /// should have delivered here) that never arrived. With `latest_wins` (volatile
+    /// events) one that a later arrival superseded counts as merged, not lost.
+    pub fn settle(
+        &self,
+        sender: usize,
+        expected: impl Iterator<Item = u64>,
+        latest_wins: bool,
+        acc: &mut Accounting,
+    ) {
+        let (seen, max) = self
             .by_sender
             .get(&sender)
-            .map(|s| s.seen.as_slice())
-            .unwrap_or(&[]);
+            .map(|s| (s.seen.as_slice(), s.max))
+            .unwrap_or((&[], None));
         for seq in expected {
             acc.expected += 1;
-            if !seen.get(seq as usize).copied().unwrap_or(false) {
-                acc.lost += 1;
+            if seen.get(seq as usize).copied().unwrap_or(false) {
+                continue;
+            }
+            match max {
+                Some(max) if latest_wins && seq < max => acc.merged += 1,
+                _ => acc.lost += 1,
             }
         }
     }
@@ -165,6 +195,59 @@ impl ServerProc {
         let stime: u64 = fields.get(12)?.parse().ok()?;
         // USER_HZ is 100 on every Linux this runs on.
         Some(Duration::from_millis((utime + stime) * 10))
+    }
+}
+
+/// The server's resident memory over a run: sampled every 250 ms until stopped.
+pub struct RssWatch {
+    peak_kib: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+    proc: ServerProc,
+    start_kib: u64,
+}
+
+impl RssWatch {
+    pub fn start(proc: Option<ServerProc>) -> Option<RssWatch> {
+        use std::sync::atomic::Ordering;
+        let proc = proc?;
+        let start_kib = proc.rss_kib()?;
+        let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(start_kib));
+        let peak = peak_kib.clone();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                ticks.tick().await;
+                if let Some(kib) = proc.rss_kib() {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+            }
+        });
+        Some(RssWatch {
+            peak_kib,
+            task,
+            proc,
+            start_kib,
+        })
+    }
+
+    /// `rss=<start>-><peak>(peak)-><now>MiB`.
+    pub fn finish(watch: Option<RssWatch>) -> String {
+        let Some(w) = watch else {
+            return "rss=n/a".into();
+        };
+        w.task.abort();
+        let now = w.proc.rss_kib().unwrap_or(0);
+        let peak = w
+            .peak_kib
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(now);
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        format!(
+            "rss_mib={:.0}->peak {:.0}->end {:.0}",
+            mib(w.start_kib),
+            mib(peak),
+            mib(now)
+        )
     }
 }
 
@@ -213,10 +296,23 @@ mod tests {
         for seq in [0, 1, 3, 2, 3] {
             a.note(7, seq, &mut acc);
         }
-        a.settle(7, 0..5, &mut acc);
+        a.settle(7, 0..5, false, &mut acc);
         assert_eq!(
             (acc.received, acc.duplicated, acc.reordered, acc.lost),
             (5, 1, 1, 1)
         );
+    }
+
+    #[test]
+    fn latest_wins_counts_superseded_moves_as_merged() {
+        let mut a = Arrivals::default();
+        let mut acc = Accounting::default();
+        assert_eq!(a.note(1, 0, &mut acc), 0..=0);
+        assert_eq!(a.note(1, 3, &mut acc), 1..=3);
+        assert!(a.note(1, 2, &mut acc).is_empty());
+        assert!(a.note(1, 3, &mut acc).is_empty());
+        a.settle(1, 0..6, true, &mut acc);
+        // 1 was superseded by 3; 4 and 5 never arrived and nothing later did.
+        assert_eq!((acc.merged, acc.lost, acc.reordered), (1, 2, 1));
     }
 }
