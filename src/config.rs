@@ -107,6 +107,15 @@ pub struct ConfigArgs {
     /// History checkpoints older than this are dropped.
     #[arg(long, env = "HISTORY_RETENTION_DAYS", default_value_t = 90, global = true, value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub history_retention_days: u32,
+    /// Event-loop lag at which the process reports itself past capacity (`/ready` 503).
+    #[arg(long, env = "OVERLOAD_LAG_MS", default_value_t = 250, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub overload_lag_ms: u64,
+    /// Events waiting in sockets' queues (all sockets) at which the process is past capacity.
+    #[arg(long, env = "OVERLOAD_QUEUED_EVENTS", default_value_t = 20_000, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub overload_queued_events: u64,
+    /// Updates waiting for the group committer at which the process is past capacity.
+    #[arg(long, env = "OVERLOAD_COMMIT_BACKLOG", default_value_t = 10_000, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub overload_commit_backlog: u64,
     /// Log filter, `tracing_subscriber::EnvFilter` syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub rust_log: String,
@@ -167,8 +176,17 @@ pub struct Settings {
     pub presence_grace: Duration,
     pub history_interval: Duration,
     pub history_retention: Duration,
+    pub overload: OverloadThresholds,
     pub rust_log: String,
     pub log_format: LogFormat,
+}
+
+/// When the process counts as past capacity (see [`crate::capacity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverloadThresholds {
+    pub lag: Duration,
+    pub queued_events: usize,
+    pub commit_backlog: usize,
 }
 
 /// A configuration value that parsed but makes no sense; the message names the variable.
@@ -254,6 +272,11 @@ impl ConfigArgs {
             history_retention: Duration::from_secs(
                 u64::from(self.history_retention_days) * 24 * 3600,
             ),
+            overload: OverloadThresholds {
+                lag: Duration::from_millis(self.overload_lag_ms),
+                queued_events: usize::try_from(self.overload_queued_events).unwrap_or(usize::MAX),
+                commit_backlog: usize::try_from(self.overload_commit_backlog).unwrap_or(usize::MAX),
+            },
             rust_log: self.rust_log,
             log_format: self.log_format,
         })

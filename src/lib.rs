@@ -4,6 +4,7 @@
 //! listener (port 0 picks a free one), so `main` and the tests start the same server.
 
 pub mod auth;
+pub mod capacity;
 pub mod cluster;
 pub mod collab;
 pub mod config;
@@ -117,6 +118,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
         let heartbeat = tokio::spawn(realtime::run_heartbeat(state.clone()));
+        let capacity = {
+            let app = state.clone();
+            tokio::spawn(
+                state
+                    .capacity
+                    .clone()
+                    .watch(move || app.collab.commit_backlog(), state.shutdown.clone()),
+            )
+        };
         let node_heartbeat = state
             .node
             .clone()
@@ -182,6 +192,7 @@ impl Application {
         }
         state.shutdown.cancel();
         let _ = heartbeat.await;
+        let _ = capacity.await;
         if let Some(task) = notification_listener {
             let _ = task.await;
         }

@@ -6,6 +6,7 @@ use crate::cluster::{NodeLink, SocketIo};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::JwtKeys;
+use crate::capacity::Capacity;
 use crate::collab::replication::Replication;
 use crate::collab::Collab;
 use crate::config::Settings;
@@ -42,6 +43,8 @@ pub struct AppInner {
     pub node: Option<NodeLink>,
     /// Says once a minute per peer that tokens are signed with another secret.
     pub secret_mismatch: SecretMismatchLog,
+    /// Load signals and the overload verdict `/ready` reports.
+    pub capacity: Capacity,
     /// Cancelled when the server starts shutting down; background tasks stop on it.
     pub shutdown: CancellationToken,
     /// Shared with the fan-out, which needs the server once it exists.
@@ -98,6 +101,7 @@ impl AppState {
             presence,
             node,
             secret_mismatch: SecretMismatchLog::new(),
+            capacity: Capacity::new(settings.overload),
             shutdown: CancellationToken::new(),
             io,
             settings,

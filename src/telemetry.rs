@@ -11,6 +11,9 @@
 //! - `diary_updates_persisted_total`: document updates committed;
 //! - `diary_persist_latency_seconds` (histogram): time to commit one batch of updates;
 //! - `diary_desync_reports_total`: `desync_detected` reports from clients.
+//! - `diary_event_loop_lag_seconds`, `diary_socket_queued_events`,
+//!   `diary_commit_backlog_updates`, `diary_overloaded` (gauges): load signals and the
+//!   overload verdict, see [`crate::capacity`];
 //! - `diary_notifications_created_total`: notifications created through the REST API;
 //! - `diary_notifications_pushed_total`: `notification:created` fan-outs (one per row, per
 //!   process serving its user);

@@ -140,6 +140,11 @@ impl Collab {
         self.ask(entry, |reply| DocCommand::Content { reply }).await
     }
 
+    /// Updates waiting for the group committer (0 once shut down).
+    pub fn commit_backlog(&self) -> usize {
+        self.lock_persister().as_ref().map_or(0, Persister::backlog)
+    }
+
     /// Entries currently in memory.
     pub fn loaded(&self) -> usize {
         self.registry.loaded()

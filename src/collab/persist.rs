@@ -4,6 +4,7 @@
 //! stored before one it may depend on; each entry's actor learns the highest committed
 //! `seq` and only then acknowledges.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,8 @@ pub struct Write {
 #[derive(Clone)]
 pub struct Persister {
     tx: mpsc::UnboundedSender<Write>,
+    /// Writes submitted and not yet committed.
+    backlog: Arc<AtomicUsize>,
 }
 
 impl Persister {
@@ -35,16 +38,31 @@ impl Persister {
     /// queue is drained.
     pub fn start(store: Arc<dyn Store>) -> (Persister, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(store, rx));
-        (Persister { tx }, task)
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(run(store, rx, backlog.clone()));
+        (Persister { tx, backlog }, task)
     }
 
     pub fn submit(&self, write: Write) -> bool {
-        self.tx.send(write).is_ok()
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        let sent = self.tx.send(write).is_ok();
+        if !sent {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Updates waiting to be committed (queued or in the transaction running now).
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Write>) {
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    backlog: Arc<AtomicUsize>,
+) {
     let mut batch: Vec<Write> = Vec::new();
     let mut rows: Vec<LoggedUpdate> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -62,6 +80,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Write>) {
         rows.clear();
         rows.extend(batch.iter().map(|w| w.row.clone()));
         commit_with_retry(store.as_ref(), &rows).await;
+        backlog.fetch_sub(batch.len(), Ordering::Relaxed);
         // Report the highest committed seq per entry, once per entry.
         let mut reported: Vec<(EntryId, i64)> = Vec::new();
         for write in batch.iter().rev() {

@@ -17,8 +17,18 @@ pub async fn health(State(app): State<AppState>) -> impl IntoResponse {
     }))
 }
 
-/// `200` when the database answers within two seconds, else `503`.
+/// `200` when the database answers within two seconds, else `503`; `503
+/// {status:'overloaded'}` while the process is past capacity (see [`crate::capacity`]).
 pub async fn ready(State(app): State<AppState>) -> impl IntoResponse {
+    if app.capacity.overloaded() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "overloaded",
+                "lagMs": app.capacity.lag().as_millis() as u64,
+            })),
+        );
+    }
     match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Ok(Err(e)) => {

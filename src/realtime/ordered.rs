@@ -30,6 +30,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::reply::{ErrorDelivery, Outcome, Replier};
 use super::session::SocketSession;
+use crate::capacity::QueueSlot;
 use crate::error::AppError;
 use crate::ids::EntryId;
 use crate::ratelimit::Verdict;
@@ -65,6 +66,8 @@ pub struct EventCtx {
 
 /// One event waiting in a socket's queue.
 pub struct QueuedEvent {
+    /// Counts the event in the process's queue depth while it exists.
+    _slot: QueueSlot,
     /// Bytes reserved from the socket's hold bound; non-zero only for edits, which
     /// wait for rate-limit budget before they run.
     edit_bytes: usize,
@@ -180,6 +183,7 @@ where
             session: session.clone(),
         };
         session.enqueue(QueuedEvent {
+            _slot: session.app.capacity.queue_slot(),
             edit_bytes,
             run: Box::new(move || {
                 Box::pin(async move {
