@@ -4,8 +4,28 @@ use clap::Parser;
 use diary_realtime::config::{Cli, Command};
 use diary_realtime::{auth::JwtKeys, demo, ids::UserId, store, telemetry, Application};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Stack of each runtime worker thread: 8 MiB (tokio's default is 2 MiB), the usual
+/// main-thread size. yrs decodes and integrates recursively in places; the gate in
+/// front of it (src/collab/gate) bounds nesting, and this leaves a wide margin over
+/// what it admits. A stack overflow aborts the whole process whichever thread it is
+/// on, so the bound on input, not the stack, is the defence; this is the second line.
+const WORKER_STACK_BYTES: usize = 8 << 20;
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),

@@ -19,6 +19,7 @@ use crate::presence::redis_ledger::RedisLedger;
 use crate::presence::Presence;
 use crate::ratelimit::UserRateLimiter;
 use crate::realtime::fanout::SocketIoFanout;
+use crate::realtime::room::SocketRoom;
 use crate::secret_mismatch::SecretMismatchLog;
 use crate::store::Store;
 
@@ -97,7 +98,12 @@ impl AppState {
             history: HistoryService::new(store.clone()),
             limiter,
             connections,
-            collab: Collab::start(store.clone(), replication, settings.history_interval),
+            collab: Collab::start(
+                store.clone(),
+                replication,
+                SocketRoom::shared(),
+                settings.history_interval,
+            ),
             presence,
             node,
             secret_mismatch: SecretMismatchLog::new(),

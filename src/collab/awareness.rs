@@ -11,7 +11,7 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{ClientID, Doc};
 
-use super::actor::MemberId;
+use super::command::MemberId;
 use super::doc::{self, DocError};
 use super::gate;
 use crate::cluster::node::NodeId;

@@ -1,13 +1,16 @@
 //! Collaborative entries: one actor per loaded entry owns its yrs doc (see
 //! [`actor`]); [`Collab`] finds or starts actors and carries requests to them.
 
-pub mod actor;
+mod actor;
 mod awareness;
 mod checkpoints;
+pub mod command;
 pub mod cursors;
 pub mod delta;
 pub mod doc;
+pub mod error;
 pub mod gate;
+pub mod outbound;
 mod persist;
 mod registry;
 pub mod replication;
@@ -19,12 +22,13 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::error::AppError;
 use crate::ids::EntryId;
-use crate::realtime::reply::{Outcome, Reply};
 use crate::store::Store;
-use actor::{ContentView, DocCommand, Edit, Joined, Member, MemberId};
+use command::{
+    Answer, ContentView, DocCommand, Edit, EntryReply, EntryResult, Joined, Member, MemberId,
+};
 use cursors::{Position, Selection};
+use outbound::Outbound;
 use persist::Persister;
 use registry::Registry;
 use replication::Replication;
@@ -33,6 +37,7 @@ use replication::Replication;
 pub struct Collab {
     store: Arc<dyn Store>,
     replication: Arc<dyn Replication>,
+    outbound: Arc<dyn Outbound>,
     registry: Registry,
     /// `None` once shutting down.
     persister: Mutex<Option<Persister>>,
@@ -52,16 +57,18 @@ const DOC_LOADS_AT_ONCE: usize = 12;
 
 impl Collab {
     /// Starts the group committer; actors start on demand, each replicating through
-    /// `replication`.
+    /// `replication` and reaching its members through `outbound`.
     pub fn start(
         store: Arc<dyn Store>,
         replication: Arc<dyn Replication>,
+        outbound: Arc<dyn Outbound>,
         history_interval: Duration,
     ) -> Self {
         let (persister, committer) = Persister::start(store.clone());
         Collab {
             store,
             replication,
+            outbound,
             registry: Registry::default(),
             persister: Mutex::new(Some(persister)),
             committer: Mutex::new(Some(committer)),
@@ -71,13 +78,9 @@ impl Collab {
         }
     }
 
-    /// Adds a member at once (so later requests queue behind it); the returned future
-    /// resolves once the doc is loaded and the member is in.
-    pub fn join(
-        &self,
-        entry: EntryId,
-        member: Member,
-    ) -> impl std::future::Future<Output = Result<Joined, AppError>> + Send + 'static {
+    /// Adds a member at once (so later requests queue behind it); the answer comes
+    /// once the doc is loaded and the member is in.
+    pub fn join(&self, entry: EntryId, member: Member) -> Answer<Joined> {
         self.ask(entry, |reply| DocCommand::Join { member, reply })
     }
 
@@ -85,19 +88,24 @@ impl Collab {
         self.deliver(entry, DocCommand::Leave { member });
     }
 
-    /// The requests below answer through `Reply::Later`: the socket's queue moves on
-    /// as soon as the request is in the actor's mailbox (which keeps their order), and
-    /// the ack follows when the actor answers (for edits: once committed).
-    pub fn sync_step1(&self, entry: EntryId, member: MemberId, state_vector: Bytes) -> Outcome {
-        self.later(entry, |reply| DocCommand::SyncStep1 {
+    /// The requests below are in the actor's mailbox (which keeps their order) when
+    /// the call returns; the answer follows when the actor gives it (for edits: once
+    /// committed).
+    pub fn sync_step1(
+        &self,
+        entry: EntryId,
+        member: MemberId,
+        state_vector: Bytes,
+    ) -> Answer<EntryReply> {
+        self.ask(entry, |reply| DocCommand::SyncStep1 {
             member,
             state_vector,
             reply,
         })
     }
 
-    pub fn edit(&self, entry: EntryId, member: MemberId, edit: Edit) -> Outcome {
-        self.later(entry, |reply| DocCommand::Edit {
+    pub fn edit(&self, entry: EntryId, member: MemberId, edit: Edit) -> Answer<EntryReply> {
+        self.ask(entry, |reply| DocCommand::Edit {
             member,
             edit,
             reply: Some(reply),
@@ -110,8 +118,8 @@ impl Collab {
         member: MemberId,
         position: Position,
         selection: Selection,
-    ) -> Outcome {
-        self.later(entry, |reply| DocCommand::Cursor {
+    ) -> Answer<EntryReply> {
+        self.ask(entry, |reply| DocCommand::Cursor {
             member,
             position,
             selection,
@@ -119,16 +127,16 @@ impl Collab {
         })
     }
 
-    pub fn typing(&self, entry: EntryId, member: MemberId, is_typing: bool) -> Outcome {
-        self.later(entry, |reply| DocCommand::Typing {
+    pub fn typing(&self, entry: EntryId, member: MemberId, is_typing: bool) -> Answer<EntryReply> {
+        self.ask(entry, |reply| DocCommand::Typing {
             member,
             is_typing,
             reply,
         })
     }
 
-    pub fn awareness(&self, entry: EntryId, member: MemberId, update: Bytes) -> Outcome {
-        self.later(entry, |reply| DocCommand::Awareness {
+    pub fn awareness(&self, entry: EntryId, member: MemberId, update: Bytes) -> Answer<EntryReply> {
+        self.ask(entry, |reply| DocCommand::Awareness {
             member,
             update,
             reply,
@@ -136,8 +144,8 @@ impl Collab {
     }
 
     /// The entry's whole state (loads the doc if needed; it unloads again when idle).
-    pub async fn content(&self, entry: EntryId) -> Result<ContentView, AppError> {
-        self.ask(entry, |reply| DocCommand::Content { reply }).await
+    pub fn content(&self, entry: EntryId) -> Answer<ContentView> {
+        self.ask(entry, |reply| DocCommand::Content { reply })
     }
 
     /// Updates waiting for the group committer (0 once shut down).
@@ -177,30 +185,15 @@ impl Collab {
         }
     }
 
-    fn later(
-        &self,
-        entry: EntryId,
-        command: impl FnOnce(oneshot::Sender<Outcome>) -> DocCommand,
-    ) -> Outcome {
-        let (reply, answer) = oneshot::channel();
-        self.deliver(entry, command(reply));
-        Ok(Reply::Later(answer))
-    }
-
     /// Delivers now; the returned future awaits the answer.
-    fn ask<T: Send + 'static>(
+    fn ask<T>(
         &self,
         entry: EntryId,
-        command: impl FnOnce(oneshot::Sender<T>) -> DocCommand,
-    ) -> impl std::future::Future<Output = Result<T, AppError>> + Send + 'static {
+        command: impl FnOnce(oneshot::Sender<EntryResult<T>>) -> DocCommand,
+    ) -> Answer<T> {
         let (reply, answer) = oneshot::channel();
         self.deliver(entry, command(reply));
-        // The actor drops the reply only if it failed to load the doc or is gone.
-        async move {
-            answer
-                .await
-                .map_err(|_| AppError::internal(format!("entry {entry} is unavailable")))
-        }
+        Answer::new(entry, answer)
     }
 
     /// Sends to the entry's actor, starting one if needed. A send can only fail if the
@@ -228,6 +221,7 @@ impl Collab {
                     store: self.store.clone(),
                     persister,
                     replication: self.replication.clone(),
+                    outbound: self.outbound.clone(),
                     registry: self.registry.clone(),
                     loads: self.loads.clone(),
                     history_interval: self.history_interval,

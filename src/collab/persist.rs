@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::actor::DocCommand;
+use super::command::DocCommand;
 use crate::ids::EntryId;
 use crate::store::{LoggedUpdate, Store};
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::actor::DocCommand;
+use super::command::DocCommand;
 use crate::ids::EntryId;
 
 #[derive(Clone, Default)]

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::actor::{DocCommand, Viewer};
+use super::command::{DocCommand, Viewer};
 use super::cursors::{Position, Selection};
 use crate::cluster::node::NodeId;
 use crate::config::Settings;

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::collab::error::EntryError;
 use crate::error::{AppError, ErrorCode};
 use crate::history::HistoryError;
 use crate::ids::IdError;
@@ -40,7 +41,13 @@ macro_rules! status_of_wire_code {
     )*};
 }
 
-status_of_wire_code!(IdError, ParseError, NotificationError, StoreError);
+status_of_wire_code!(
+    IdError,
+    ParseError,
+    NotificationError,
+    StoreError,
+    EntryError
+);
 
 /// The same codes as on the socket; an unknown checkpoint is a missing resource here.
 impl From<HistoryError> for ApiError {

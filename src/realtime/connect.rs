@@ -107,7 +107,7 @@ pub(super) async fn on_disconnect(s: SocketRef, reason: DisconnectReason) {
         return;
     }
     let last_socket = session.close();
-    let member = crate::collab::actor::MemberId::of(&s);
+    let member = super::room::member_id(&s);
     for entry in session.take_joined() {
         session.app.collab.leave(entry, member.clone());
     }

@@ -6,9 +6,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::ordered::{on, EventCtx, EventKind, EventPayload};
-use super::reply::{ErrorDelivery, Outcome, Reply};
-use crate::collab::actor::{ContentView, Edit, Joined, Member, MemberId, Mode};
-use crate::collab::cursors::{Position, Selection};
+use super::reply::{AfterAck, ErrorDelivery, Outcome, Reply};
+use super::room::{self, member_id};
+use crate::collab::command::{ContentView, Edit, JoinInfo, Joined, Member, MemberForm, Viewer};
+use crate::collab::cursors::{CursorView, Position, Selection};
 use crate::collab::delta::QuillDelta;
 use crate::error::AppError;
 use crate::ids::{EntryId, UserId};
@@ -127,7 +128,7 @@ pub async fn member_for(
     socket: &SocketRef,
     user: UserId,
     role: EntryRole,
-    mode: Mode,
+    form: MemberForm,
 ) -> Result<Member, AppError> {
     let display_name = app
         .store
@@ -135,28 +136,46 @@ pub async fn member_for(
         .await?
         .remove(&user)
         .unwrap_or_else(|| user.to_string());
-    Ok(Member {
-        id: MemberId::of(socket),
-        socket: socket.clone(),
-        user,
-        display_name,
-        role,
-        mode,
-    })
+    Ok(room::member(socket, user, display_name, role, form))
+}
+
+/// The join ack's fields.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinAck<'a> {
+    entry_id: EntryId,
+    role: EntryRole,
+    version: u64,
+    content: &'a str,
+    viewers: &'a [Viewer],
+    title: &'a str,
+}
+
+impl<'a> JoinAck<'a> {
+    fn new(info: &'a JoinInfo, title: &'a str) -> Self {
+        JoinAck {
+            entry_id: info.entry_id,
+            role: info.role,
+            version: info.version,
+            content: &info.content,
+            viewers: &info.viewers,
+            title,
+        }
+    }
 }
 
 async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
     let app = &ctx.session.app;
     let user = ctx.session.user_id();
     let role = authorize(app, req.entry_id, user).await?;
-    let member = member_for(app, &ctx.socket, user, role, Mode::Delta).await?;
+    let member = member_for(app, &ctx.socket, user, role, MemberForm::Delta).await?;
     // Recorded first: once the actor answers, it waits for our ack (see `Joined`).
     record_session(app, req.entry_id, user, &ctx.socket).await;
     let joined = match app.collab.join(req.entry_id, member).await {
         Ok(joined) => joined,
         Err(e) => {
             forget_session(app, req.entry_id, &ctx.socket).await;
-            return Err(e);
+            return Err(e.into());
         }
     };
     ctx.session.mark_joined(req.entry_id);
@@ -168,17 +187,8 @@ async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
         .entry_title(req.entry_id)
         .await?
         .unwrap_or_default();
-    let mut info = serde_json::to_value(info).map_err(AppError::internal)?;
-    if let Some(fields) = info.as_object_mut() {
-        fields.insert("title".into(), title.into());
-    }
-    let ack = Reply::json(info)?;
-    Ok(Reply::Then(
-        Box::new(ack),
-        Box::new(move || {
-            let _ = acked.send(());
-        }),
-    ))
+    let ack = Reply::json(JoinAck::new(&info, &title))?;
+    Ok(Reply::Then(Box::new(ack), AfterAck::Joined(acked)))
 }
 
 async fn leave(ctx: EventCtx, req: EntryRequest) -> Outcome {
@@ -186,7 +196,7 @@ async fn leave(ctx: EventCtx, req: EntryRequest) -> Outcome {
         return Err(AppError::access_denied());
     }
     let app = &ctx.session.app;
-    app.collab.leave(req.entry_id, MemberId::of(&ctx.socket));
+    app.collab.leave(req.entry_id, member_id(&ctx.socket));
     forget_session(app, req.entry_id, &ctx.socket).await;
     tracing::info!(user = %ctx.session.user_id(), entry = %req.entry_id, "left entry room");
     Reply::ok()
@@ -220,29 +230,35 @@ fn joined(ctx: &EventCtx, entry: EntryId) -> Result<(), AppError> {
 
 async fn sync_step1(ctx: EventCtx, req: SyncStep1Request) -> Outcome {
     joined(&ctx, req.entry_id)?;
-    let member = MemberId::of(&ctx.socket);
-    ctx.session
-        .app
-        .collab
-        .sync_step1(req.entry_id, member, req.state_vector)
+    let member = member_id(&ctx.socket);
+    Reply::entry(
+        ctx.session
+            .app
+            .collab
+            .sync_step1(req.entry_id, member, req.state_vector),
+    )
 }
 
 async fn update(ctx: EventCtx, req: UpdateRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
-    let member = MemberId::of(&ctx.socket);
-    ctx.session
-        .app
-        .collab
-        .edit(req.entry_id, member, Edit::Yjs(req.update))
+    let member = member_id(&ctx.socket);
+    Reply::entry(
+        ctx.session
+            .app
+            .collab
+            .edit(req.entry_id, member, Edit::Yjs(req.update)),
+    )
 }
 
 async fn awareness(ctx: EventCtx, req: UpdateRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
-    let member = MemberId::of(&ctx.socket);
-    ctx.session
-        .app
-        .collab
-        .awareness(req.entry_id, member, req.update)
+    let member = member_id(&ctx.socket);
+    Reply::entry(
+        ctx.session
+            .app
+            .collab
+            .awareness(req.entry_id, member, req.update),
+    )
 }
 
 async fn edit(ctx: EventCtx, req: EditRequest) -> Outcome {
@@ -251,28 +267,32 @@ async fn edit(ctx: EventCtx, req: EditRequest) -> Outcome {
         ops: req.delta.ops,
         base: req.base_version,
     };
-    ctx.session
-        .app
-        .collab
-        .edit(req.entry_id, MemberId::of(&ctx.socket), edit)
+    Reply::entry(
+        ctx.session
+            .app
+            .collab
+            .edit(req.entry_id, member_id(&ctx.socket), edit),
+    )
 }
 
 async fn cursor_move(ctx: EventCtx, req: CursorRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
-    ctx.session.app.collab.cursor(
+    Reply::entry(ctx.session.app.collab.cursor(
         req.entry_id,
-        MemberId::of(&ctx.socket),
+        member_id(&ctx.socket),
         req.position,
         req.selection,
-    )
+    ))
 }
 
 async fn typing(ctx: EventCtx, req: TypingRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
-    ctx.session
-        .app
-        .collab
-        .typing(req.entry_id, MemberId::of(&ctx.socket), req.is_typing)
+    Reply::entry(
+        ctx.session
+            .app
+            .collab
+            .typing(req.entry_id, member_id(&ctx.socket), req.is_typing),
+    )
 }
 
 async fn state_request(ctx: EventCtx, req: EntryRequest) -> Outcome {
@@ -300,8 +320,8 @@ async fn send_state(ctx: &EventCtx, entry: EntryId) -> Outcome {
         delta: &'a QuillDelta,
         version: u64,
         update: Bytes,
-        cursors: &'a [crate::collab::cursors::CursorView],
-        viewers: &'a [crate::collab::actor::Viewer],
+        cursors: &'a [CursorView],
+        viewers: &'a [Viewer],
     }
     let response = StateResponse {
         entry_id: entry,

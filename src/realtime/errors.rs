@@ -6,6 +6,7 @@
 //! Server-side causes (`SERVER_ERROR`) are logged by [`AppError::internal`] and never
 //! reach the client.
 
+use crate::collab::error::EntryError;
 use crate::error::AppError;
 use crate::history::HistoryError;
 use crate::ids::IdError;
@@ -54,6 +55,16 @@ impl From<HistoryError> for AppError {
             HistoryError::UnknownCheckpoint => AppError::validation(e.to_string()),
             HistoryError::Corrupt(_) => AppError::internal(e),
             HistoryError::Store(e) => AppError::internal(e),
+        }
+    }
+}
+
+impl From<EntryError> for AppError {
+    fn from(e: EntryError) -> Self {
+        match e {
+            EntryError::NotMember | EntryError::ReadOnly => AppError::access_denied(),
+            EntryError::Invalid(message) => AppError::validation(message),
+            EntryError::Unavailable(_) => AppError::internal(e),
         }
     }
 }

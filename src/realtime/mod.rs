@@ -10,6 +10,7 @@ mod notifications;
 pub mod ordered;
 mod presence;
 pub mod reply;
+pub mod room;
 pub mod session;
 mod system;
 mod token;

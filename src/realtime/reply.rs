@@ -4,12 +4,15 @@
 //! failures without an ack as an `error` event.
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use socketioxide::extract::AckSender;
 
 use crate::cluster::{Adapter, SocketRef};
 use tokio::sync::oneshot;
+
+use crate::collab::command::{Answer, EntryReply, StartSync};
 
 use super::session::SocketSession;
 use crate::error::{AppError, ErrorCode};
@@ -23,11 +26,29 @@ pub enum Reply {
     Binary(Bytes),
     /// The answer comes later (an edit is acknowledged only once committed); the
     /// socket's queue moves on meanwhile.
-    Later(oneshot::Receiver<Outcome>),
-    /// Sends the inner reply, then runs the continuation: for what must reach the
-    /// client after the ack (the server's own sync step 1 after answering the
-    /// client's).
-    Then(Box<Reply>, Box<dyn FnOnce() + Send>),
+    Later(BoxFuture<'static, Outcome>),
+    /// Sends the inner reply, then tells the entry's actor that it is on its way: for
+    /// what must reach the client after the ack.
+    Then(Box<Reply>, AfterAck),
+}
+
+/// What an entry's actor waits for until an ack is queued for sending.
+pub enum AfterAck {
+    /// The join ack: the actor holds its relays until then.
+    Joined(oneshot::Sender<()>),
+    /// The answer to the client's sync step 1: the server's own step 1 follows.
+    StartSync(StartSync),
+}
+
+impl AfterAck {
+    fn send(self) {
+        match self {
+            AfterAck::Joined(acked) => {
+                let _ = acked.send(());
+            }
+            AfterAck::StartSync(start) => start.send(),
+        }
+    }
 }
 
 pub type Outcome = Result<Reply, AppError>;
@@ -41,6 +62,22 @@ impl Reply {
         serde_json::to_value(value)
             .map(Reply::Json)
             .map_err(AppError::internal)
+    }
+
+    /// The ack for an entry actor's answer, once it comes.
+    pub fn entry(answer: Answer<EntryReply>) -> Outcome {
+        Ok(Reply::Later(Box::pin(async move {
+            match answer.await? {
+                EntryReply::Done => Reply::ok(),
+                EntryReply::Committed { version } => {
+                    Reply::json(serde_json::json!({ "version": version }))
+                }
+                EntryReply::SyncAnswer { update, then } => Ok(Reply::Then(
+                    Box::new(Reply::Binary(update)),
+                    AfterAck::StartSync(then),
+                )),
+            }
+        })))
     }
 }
 
@@ -66,11 +103,9 @@ impl Replier {
     /// Sends the outcome; a deferred one is awaited on its own task.
     pub fn finish(self, outcome: Outcome, entry: Option<EntryId>) {
         match outcome {
-            Ok(Reply::Later(rx)) => {
+            Ok(Reply::Later(answer)) => {
                 tokio::spawn(async move {
-                    let outcome = rx
-                        .await
-                        .unwrap_or_else(|_| Err(AppError::internal("reply dropped")));
+                    let outcome = answer.await;
                     self.finish(outcome, entry);
                 });
             }
@@ -84,9 +119,9 @@ impl Replier {
                     let _ = ack.send(&bytes);
                 }
             }
-            Ok(Reply::Then(reply, then)) => {
+            Ok(Reply::Then(reply, after)) => {
                 self.finish(Ok(*reply), entry);
-                then();
+                after.send();
             }
             Err(error) => self.fail(error, entry, None),
         }

@@ -14,9 +14,10 @@ use crate::cluster::SocketRef;
 
 use super::entries::{authorize, member_for};
 use super::ordered::{on, EventCtx, EventKind, EventPayload};
-use super::reply::{ErrorDelivery, Outcome};
+use super::reply::{ErrorDelivery, Outcome, Reply};
+use super::room::member_id;
 use super::session::SocketSession;
-use crate::collab::actor::{Edit, Member, MemberId, Mode};
+use crate::collab::command::{Edit, Member, MemberForm};
 use crate::error::AppError;
 use crate::ids::EntryId;
 use crate::state::AppState;
@@ -56,7 +57,7 @@ async fn prepare_member(s: &SocketRef, app: &AppState) -> Result<(), AppError> {
         .ok_or_else(|| AppError::auth("not authenticated"))?;
     let user = session.user_id();
     let role = authorize(app, entry, user).await?;
-    let member = member_for(app, s, user, role, Mode::YSocketIo).await?;
+    let member = member_for(app, s, user, role, MemberForm::YSocketIo).await?;
     s.extensions.insert(YjsEntry {
         entry,
         pending_member: Arc::new(std::sync::Mutex::new(Some(member))),
@@ -102,7 +103,7 @@ pub fn register(s: &SocketRef) {
                     super::entries::record_session(&app, entry, user, &socket).await
                 }
                 Err(e) => {
-                    tracing::warn!(code = %e.code, "y-socket.io join failed");
+                    tracing::warn!(error = %e, "y-socket.io join failed");
                     let _ = socket.disconnect();
                 }
             }
@@ -120,26 +121,32 @@ fn entry_of(ctx: &EventCtx) -> Result<EntryId, AppError> {
 
 async fn sync_step1(ctx: EventCtx, state_vector: Bytes) -> Outcome {
     let entry = entry_of(&ctx)?;
-    ctx.session
-        .app
-        .collab
-        .sync_step1(entry, MemberId::of(&ctx.socket), state_vector)
+    Reply::entry(
+        ctx.session
+            .app
+            .collab
+            .sync_step1(entry, member_id(&ctx.socket), state_vector),
+    )
 }
 
 async fn sync_update(ctx: EventCtx, update: Bytes) -> Outcome {
     let entry = entry_of(&ctx)?;
-    ctx.session
-        .app
-        .collab
-        .edit(entry, MemberId::of(&ctx.socket), Edit::Yjs(update))
+    Reply::entry(
+        ctx.session
+            .app
+            .collab
+            .edit(entry, member_id(&ctx.socket), Edit::Yjs(update)),
+    )
 }
 
 async fn awareness_update(ctx: EventCtx, update: Bytes) -> Outcome {
     let entry = entry_of(&ctx)?;
-    ctx.session
-        .app
-        .collab
-        .awareness(entry, MemberId::of(&ctx.socket), update)
+    Reply::entry(
+        ctx.session
+            .app
+            .collab
+            .awareness(entry, member_id(&ctx.socket), update),
+    )
 }
 
 /// Dynamic namespaces are never removed by socketioxide; drop one once nobody is on it

@@ -188,3 +188,72 @@ test("the crashers as the answer to the server's sync step 1, on both namespaces
     await t.close();
   }
 });
+
+test('a stored row the gate refuses is logged and skipped at load; the entry stays usable', async () => {
+  const t = await setup();
+  try {
+    const a = await t.editor('alice');
+    a.text.insert(0, 'stable');
+    await a.settled();
+    a.close();
+    const loaded = async () => {
+      const text = await (await fetch(`${t.server.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('diary_docs_loaded'));
+      return line ? Number(line.split(' ').pop()) : 0;
+    };
+    await eventually(async () => (await loaded()) === 0, 10000, 'the doc unloaded');
+    // A row written behind the server's back (or before the gate existed).
+    const { rows } = await t.db.query(
+      `SELECT GREATEST(
+         (SELECT COALESCE(MAX(seq), 0) FROM entry_updates WHERE entry_id = $1),
+         (SELECT COALESCE(MAX(upto_seq), 0) FROM entry_snapshots WHERE entry_id = $1)) + 1 AS seq`,
+      [t.entry],
+    );
+    const seq = Number(rows[0].seq);
+    await t.db.query('INSERT INTO entry_updates (entry_id, seq, version, payload) VALUES ($1, $2, $3, $4)', [
+      t.entry,
+      seq,
+      seq,
+      DUPLICATE_CLIENT,
+    ]);
+    const b = await t.editor('bob');
+    assert.equal(b.text.toString(), 'stable');
+    const warning = t.server.logs.find((l) => l.includes('stored update refused at load'));
+    assert.ok(warning, 'no warning logged');
+    assert.ok(warning.includes(t.entry) && warning.includes(`seq: ${seq}`), warning);
+    await stillServing(t, b, 'stable');
+    b.close();
+  } finally {
+    await t.close();
+  }
+});
+
+test("an edit building on items the server lacks is refused, then the server's sync step 1 brings both", async () => {
+  const t = await setup();
+  try {
+    const a = await t.editor('alice');
+    const b = await t.editor('bob');
+    a.text.insert(0, 'stable');
+    await a.settled();
+    await docUntil(b.doc, () => b.text.toString() === 'stable');
+    // Another tab of Alice's hands its edit to this one directly (as y-socket.io's
+    // BroadcastChannel does) before the server has it.
+    const tab = new Y.Doc();
+    Y.applyUpdate(tab, Y.encodeStateAsUpdate(a.doc));
+    tab.getText('content').insert(6, ' tab');
+    Y.applyUpdate(a.doc, Y.encodeStateAsUpdate(tab, Y.encodeStateVector(a.doc)), 'server');
+    const refusal = a.acks.length;
+    a.text.insert(a.text.length, '!');
+    const ack = await a.acks[refusal];
+    assert.equal(ack.ok, false);
+    assert.equal(ack.error.code, 'VALIDATION_ERROR');
+    // The server asks for what it lacks; the answer brings the tab's edit and this one.
+    await docUntil(b.doc, () => b.text.toString() === 'stable tab!', 5000, 'both edits relayed');
+    const state = await request(b.socket, 'state_request', { entryId: t.entry });
+    assert.equal(state.content, 'stable tab!');
+    a.close();
+    b.close();
+  } finally {
+    await t.close();
+  }
+});

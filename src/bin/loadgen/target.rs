@@ -126,13 +126,12 @@ impl Target {
         Ok(target)
     }
 
+    /// Waits until the server answers HTTP: it binds its port before it opens the
+    /// database, so a port that accepts connections is not yet a server that is ready.
     async fn wait_listening(&mut self, port: u16) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if answers_http(port).await {
                 return Ok(());
             }
             if let Some(s) = &mut self.started {
@@ -293,6 +292,23 @@ pub async fn seed_log(db: &PgPool, entry: Uuid, payloads: &[Vec<u8>]) -> anyhow:
         .await?;
     }
     Ok(())
+}
+
+/// Whether a server on `port` answers `GET /health` (with any status) within a second.
+async fn answers_http(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let request = b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if stream.write_all(request).await.is_err() {
+        return false;
+    }
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read(&mut first)).await,
+        Ok(Ok(1))
+    )
 }
 
 #[cfg(test)]

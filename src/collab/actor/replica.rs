@@ -4,12 +4,12 @@
 
 use bytes::Bytes;
 
-use super::{rebuild, DocActor, Viewer, COMPACT_AFTER_ROWS};
+use super::{rebuild, DocActor, COMPACT_AFTER_ROWS};
 use crate::cluster::node::NodeId;
 use crate::collab::awareness::Owner;
+use crate::collab::command::Viewer;
 use crate::collab::doc::{Applied, DocError};
 use crate::collab::replication::Message;
-use crate::error::AppError;
 use crate::ids::UserId;
 
 impl DocActor {
@@ -25,9 +25,8 @@ impl DocActor {
             Message::Awareness { update } => {
                 match self.awareness.apply(&Owner::Node(origin), &update) {
                     Ok(true) => {
-                        for member in self.members.values() {
-                            self.send_awareness(member, &update);
-                        }
+                        self.outbound
+                            .awareness(&mut self.members.values(), self.entry, &update);
                     }
                     Ok(false) => {}
                     Err(e) => {
@@ -84,9 +83,9 @@ impl DocActor {
                 return;
             }
         };
-        let missing = rebuild(&stored, &[]).and_then(|doc| {
+        let missing = rebuild(self.entry, &stored, &[]).and_then(|doc| {
             doc.diff_since(&self.doc.state_vector())
-                .map_err(|e| AppError::internal(e.to_string()))
+                .map_err(|e| e.to_string())
         });
         match missing.map(|update| self.doc.apply_update(&update)) {
             Ok(Ok(Applied::Changed {
@@ -98,7 +97,7 @@ impl DocActor {
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(entry = %self.entry, error = %e, "catching up failed"),
-            Err(e) => tracing::warn!(entry = %self.entry, code = %e.code, "catching up failed"),
+            Err(error) => tracing::warn!(entry = %self.entry, %error, "catching up failed"),
         }
         if !self.members.is_empty() {
             self.publish_viewers();
@@ -150,9 +149,8 @@ impl DocActor {
             self.forget_absent(had);
             if let Some(removal) = self.awareness.remove(&Owner::Node(node)) {
                 let removal = Bytes::from(removal);
-                for member in self.members.values() {
-                    self.send_awareness(member, &removal);
-                }
+                self.outbound
+                    .awareness(&mut self.members.values(), self.entry, &removal);
             }
         }
         self.announce_viewers();

@@ -43,7 +43,7 @@ mod state_vector;
 mod update;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 

@@ -7,10 +7,10 @@ use yrs::{Any, Doc, GetString, Options, ReadTxn, StateVector, Text, Transact, Up
 use super::*;
 
 /// The first crasher of issue 13: client 7 twice, overlapping clocks.
-pub const DUPLICATE_CLIENT: &str =
+pub(crate) const DUPLICATE_CLIENT: &str =
     "02010700040107636f6e74656e7403616263010701040107636f6e74656e7402646500";
 
-pub fn hex(s: &str) -> Vec<u8> {
+pub(crate) fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
@@ -18,7 +18,7 @@ pub fn hex(s: &str) -> Vec<u8> {
 }
 
 /// The second crasher: an `Any` value nested `depth` arrays deep in the root text.
-pub fn deep_any(depth: usize) -> Vec<u8> {
+pub(crate) fn deep_any(depth: usize) -> Vec<u8> {
     let mut bytes = vec![1, 1, 7, 0, 8, 1, 7];
     bytes.extend_from_slice(b"content");
     bytes.push(1);
