@@ -12,6 +12,7 @@ pub mod error;
 pub mod gate;
 pub mod outbound;
 mod persist;
+mod rebase;
 mod registry;
 pub mod replication;
 

@@ -296,12 +296,27 @@ test('a delta client on one node and a Yjs client on another converge', async ()
     }
     await yjsEditing;
     assert.ok((await y.settled()).every((ack) => ack.ok));
-    await eventually(() => d.pending.length === 0 && d.text === y.text.toString(), 10000, 'delta model equal to the Yjs doc');
+    const serverText = async () => {
+      const [, state] = await Promise.all([
+        request(d.socket, 'state_request', { entryId: f.entry }),
+        waitFor(d.socket, 'state_response', (r) => r.entryId === f.entry),
+      ]);
+      return state;
+    };
+    try {
+      await eventually(() => d.pending.length === 0 && d.text === y.text.toString(), 10000, 'delta model equal to the Yjs doc');
+    } catch (e) {
+      // Which side diverged: the delta client's model, or node 0's doc from node 1's?
+      const state = await serverText();
+      e.message +=
+        `\nnode 0 (v${state.version}): ${JSON.stringify(state.content)}` +
+        `\ndelta model (v${d.version}, ${d.pending.length} pending): ${JSON.stringify(d.text)}` +
+        `\nYjs doc on node 1: ${JSON.stringify(y.text.toString())}` +
+        `\nrelayed versions: ${d.received.map((r) => r.version).join(',')}`;
+      throw e;
+    }
     // The server's own view on node 0 agrees.
-    const [, state] = await Promise.all([
-      request(d.socket, 'state_request', { entryId: f.entry }),
-      waitFor(d.socket, 'state_response', (r) => r.entryId === f.entry),
-    ]);
+    const state = await serverText();
     assert.equal(state.content, y.text.toString());
     d.socket.close();
     y.close();

@@ -10,14 +10,15 @@ use std::sync::{Arc, Mutex};
 use yrs::types::text::YChange;
 use yrs::types::Delta;
 use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
+use yrs::updates::encoder::Encode;
 use yrs::{
-    Any, Assoc, ClientID, Doc, GetString, IdSet, IndexedSequence, Observable, OffsetKind, Options,
-    ReadTxn, Snapshot, StateVector, StickyIndex, Text, TextRef, Transact, TransactionMut, Update,
+    Any, Assoc, Doc, GetString, IndexedSequence, Observable, OffsetKind, Options, ReadTxn,
+    StateVector, StickyIndex, Text, TextRef, Transact, TransactionMut, Update,
 };
 
 use super::delta::{self, QuillDelta, QuillOp};
 use super::gate::{self, CheckedUpdate, DocState, GateError};
+use super::rebase;
 
 /// How many past versions a Quill delta may be based on (PROTOCOL.md 5.2).
 pub const VERSION_HISTORY: usize = 1000;
@@ -70,24 +71,23 @@ pub struct EntryDoc {
     size_estimate: usize,
     /// Text deltas produced by the last transaction (filled by the observer).
     last_delta: Arc<Mutex<Vec<QuillDelta>>>,
-    /// Recent versions, oldest first: enough to rebuild the doc as it was at each.
+    /// Recent versions, oldest first: enough to rebase a delta written against any.
     history: VecDeque<VersionMark>,
 }
 
-/// What it takes to rebuild a past version: the state vector then, and what each
-/// later change deleted (subtracted from today's deletions).
+/// A past version: its text length and the change that made it.
 struct VersionMark {
     version: u64,
-    state_vector: StateVector,
-    deleted_by_change: IdSet,
+    len: u32,
+    change: QuillDelta,
 }
 
 fn doc_options() -> Options {
     Options {
         // JavaScript clients count UTF-16 code units; so must every index here.
         offset_kind: OffsetKind::Utf16,
-        // Keep deleted content: past versions stay reconstructible (stale-base
-        // deltas are applied against them).
+        // Deleted content is kept, as it always has been here (dropping it would
+        // change what is stored, and is a change of its own).
         skip_gc: true,
         ..Options::default()
     }
@@ -121,15 +121,15 @@ impl EntryDoc {
     pub fn set_version(&mut self, version: u64) {
         self.version = version;
         self.history.clear();
-        let state_vector = self.doc.transact().state_vector();
-        self.remember(state_vector, IdSet::new());
+        self.remember(QuillDelta::default());
     }
 
-    fn remember(&mut self, state_vector: StateVector, deleted_by_change: IdSet) {
+    fn remember(&mut self, change: QuillDelta) {
+        let len = self.text.len(&self.doc.transact());
         self.history.push_back(VersionMark {
             version: self.version,
-            state_vector,
-            deleted_by_change,
+            len,
+            change,
         });
         while self.history.len() > VERSION_HISTORY + 1 {
             self.history.pop_front();
@@ -195,103 +195,60 @@ impl EntryDoc {
     }
 
     /// Applies a Quill delta written against `base` (the current version when `None`).
-    /// A stale base is rebuilt from history, the delta applied to that copy, and the
-    /// result merged through the CRDT, so concurrent edits keep their intent.
+    /// A stale delta is first rebased over every change made since its base, as a
+    /// Quill client rebases what it receives over its own pending edit (the change
+    /// applied first stays left on ties; see [`super::rebase`]). So the text a delta
+    /// client computes and the server's text agree, and concurrent edits keep their
+    /// intent instead of landing at stale positions.
+    ///
+    /// It used to be applied to a copy of the doc rebuilt at `base` and merged through
+    /// the CRDT. That converges, but not always where the client's rebase puts it: an
+    /// insert next to text deleted concurrently could land on the other side of a
+    /// concurrent insert (Yjs places inserts after deleted items), and the delta
+    /// client's text silently diverged (a flake in the cluster convergence test).
     pub fn apply_delta(&mut self, ops: &[QuillOp], base: Option<u64>) -> Result<Applied, DocError> {
         let base = base.unwrap_or(self.version);
         if base > self.version {
             return Err(DocError::StaleBase(base));
         }
-        if base == self.version {
-            check_fits(ops, self.text.len(&self.doc.transact()))?;
-            self.clear_delta();
-            let change = {
-                let mut txn = self.doc.transact_mut();
-                self.text.apply_delta(&mut txn, to_yrs_delta(ops));
-                let changed = !txn.insert_set().is_empty() || !txn.delete_set().is_empty();
-                changed.then(|| change_of(&txn))
-            };
-            return Ok(match change {
-                Some(change) => self.changed(change),
-                None => Applied::Unchanged,
-            });
-        }
-        let past = self.snapshot_at(base).ok_or(DocError::StaleBase(base))?;
-        let mut encoder = EncoderV1::new();
-        {
-            // yrs 0.28 encodes a block that straddles the snapshot's clock (a later insert
-            // squashed onto an older one) with a right-origin flag but no right origin,
-            // which no decoder can read. Splitting the blocks at the snapshot first (what
-            // `diff_range` does, in this same transaction, before commit re-squashes them)
-            // keeps every encoded block whole.
-            let mut txn = self.doc.transact_mut();
-            self.text
-                .diff_range(&mut txn, Some(&past), None, YChange::identity);
-            txn.encode_state_from_snapshot(&past, &mut encoder)
-                .map_err(|_| DocError::StaleBase(base))?;
-        }
-        let fork = Doc::with_options(Options {
-            client_id: self.fork_client_id(),
-            ..doc_options()
-        });
-        let fork_text = fork.get_or_insert_text("content");
-        let past_state =
-            Update::decode_v1(&encoder.to_vec()).map_err(|_| DocError::StaleBase(base))?;
-        let edit = {
-            let mut txn = fork.transact_mut();
-            txn.apply_update(past_state)
-                .map_err(|_| DocError::StaleBase(base))?;
-            drop(txn);
-            check_fits(ops, fork_text.len(&fork.transact()))?;
-            let mut txn = fork.transact_mut();
-            fork_text.apply_delta(&mut txn, to_yrs_delta(ops));
-            txn.encode_update_v1()
-        };
-        self.apply_update(&edit)
-    }
-
-    /// A client id above every one in the doc, for the fork a stale delta is applied
-    /// to. Yjs orders concurrent inserts at one position by client id (higher goes
-    /// right), so the delta applied later lands right of the concurrent insert it did
-    /// not see: the order an OT client assumes when it rebases a received edit over its
-    /// own unacknowledged one (Quill's `transform` with the server's edit first).
-    fn fork_client_id(&self) -> ClientID {
-        let txn = self.doc.transact();
-        let highest = txn
-            .state_vector()
+        let mut ops: Vec<QuillOp> = ops
             .iter()
-            .map(|(client, _)| client.get())
-            .chain(std::iter::once(self.doc.client_id().get()))
-            .max()
-            .unwrap_or(0);
-        // Client ids are 53-bit (JavaScript numbers); past that, fall back to random.
-        match highest.checked_add(1) {
-            Some(next) if next < (1 << 53) => ClientID::new(next),
-            _ => ClientID::random(),
+            .filter(|op| !is_zero_length(op))
+            .cloned()
+            .collect();
+        if base == self.version {
+            check_fits(&ops, self.text.len(&self.doc.transact()))?;
+        } else {
+            let index = self
+                .history
+                .iter()
+                .position(|m| m.version == base)
+                .ok_or(DocError::StaleBase(base))?;
+            check_fits(&ops, self.history[index].len)?;
+            for mark in self.history.iter().skip(index + 1) {
+                ops = rebase::over(&mark.change.ops, &ops);
+            }
         }
-    }
-
-    /// Rebuilds the state of a past version from the history, if still held.
-    fn snapshot_at(&self, version: u64) -> Option<Snapshot> {
-        let index = self.history.iter().position(|m| m.version == version)?;
-        let mut deleted = self.doc.transact().snapshot().delete_set;
-        let mut deleted_since = IdSet::new();
-        for mark in self.history.iter().skip(index + 1) {
-            deleted_since.merge_with(mark.deleted_by_change.clone());
-        }
-        deleted.diff_with(&deleted_since);
-        Some(Snapshot::new(
-            self.history[index].state_vector.clone(),
-            deleted,
-        ))
+        self.clear_delta();
+        let change = {
+            let mut txn = self.doc.transact_mut();
+            self.text.apply_delta(&mut txn, to_yrs_delta(&ops));
+            let changed = !txn.insert_set().is_empty() || !txn.delete_set().is_empty();
+            changed.then(|| change_of(&txn))
+        };
+        Ok(match change {
+            Some(change) => self.changed(change),
+            None => Applied::Unchanged,
+        })
     }
 
     fn changed(&mut self, change: Change) -> Applied {
         self.version += 1;
-        self.remember(change.state_vector, change.deleted);
+        let delta = self.take_delta();
+        self.remember(delta.clone());
         Applied::Changed {
             update: change.update,
-            delta: self.take_delta(),
+            delta,
         }
     }
 
@@ -404,15 +361,11 @@ pub(super) fn refused(reason: GateError) -> DocError {
 /// What one transaction changed.
 struct Change {
     update: Vec<u8>,
-    state_vector: StateVector,
-    deleted: IdSet,
 }
 
 fn change_of(txn: &TransactionMut) -> Change {
     Change {
         update: txn.encode_update_v1(),
-        state_vector: txn.state_vector(),
-        deleted: txn.delete_set().clone(),
     }
 }
 
@@ -443,7 +396,6 @@ fn check_fits(ops: &[QuillOp], len: u32) -> Result<(), DocError> {
 
 fn to_yrs_delta(ops: &[QuillOp]) -> Vec<Delta<Any>> {
     ops.iter()
-        .filter(|op| !is_zero_length(op))
         .map(|op| match op {
             QuillOp::Insert { insert, attributes } => Delta::Inserted(
                 delta::json_to_any(insert),

@@ -108,6 +108,26 @@ fn zero_length_retains_and_deletes_are_no_ops() {
 }
 
 #[test]
+fn stale_base_sees_text_deleted_since() {
+    let mut doc = EntryDoc::new();
+    doc.set_version(0);
+    doc.apply_delta(&ops(serde_json::json!([{"insert": "abcdef"}])), None)
+        .unwrap();
+    // Version 2 deletes "b"; a client still at version 1 deletes "e".
+    doc.apply_delta(
+        &ops(serde_json::json!([{"retain": 1}, {"delete": 1}])),
+        None,
+    )
+    .unwrap();
+    doc.apply_delta(
+        &ops(serde_json::json!([{"retain": 4}, {"delete": 1}])),
+        Some(1),
+    )
+    .unwrap();
+    assert_eq!(doc.text(), "acdf");
+}
+
+#[test]
 fn stale_base_deltas_merge_through_the_crdt() {
     let mut doc = EntryDoc::new();
     doc.set_version(0);
