@@ -107,6 +107,9 @@ pub struct ConfigArgs {
     /// History checkpoints older than this are dropped.
     #[arg(long, env = "HISTORY_RETENTION_DAYS", default_value_t = 90, global = true, value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub history_retention_days: u32,
+    /// Packets each socket may have waiting to be written (see `realtime::outgoing`).
+    #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = 1024, global = true, value_parser = clap::value_parser!(u32).range(4..))]
+    pub socket_buffer_packets: u32,
     /// Event-loop lag at which the process reports itself past capacity (`/ready` 503).
     #[arg(long, env = "OVERLOAD_LAG_MS", default_value_t = 250, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub overload_lag_ms: u64,
@@ -176,6 +179,12 @@ pub struct Settings {
     pub presence_grace: Duration,
     pub history_interval: Duration,
     pub history_retention: Duration,
+    /// Packets a socket may have waiting to be written (socketioxide's default is 128). A
+    /// burst of edits produces one ack per edit for its sender and one relay per edit for
+    /// everyone else; while a polling client is between requests these pile up. Past it
+    /// see `realtime::outgoing`. The channel grows on demand, so the bound costs nothing
+    /// until used, and bounds what a socket far behind holds (~1024 x a few hundred bytes).
+    pub socket_buffer_packets: usize,
     pub overload: OverloadThresholds,
     pub rust_log: String,
     pub log_format: LogFormat,
@@ -272,6 +281,7 @@ impl ConfigArgs {
             history_retention: Duration::from_secs(
                 u64::from(self.history_retention_days) * 24 * 3600,
             ),
+            socket_buffer_packets: self.socket_buffer_packets as usize,
             overload: OverloadThresholds {
                 lag: Duration::from_millis(self.overload_lag_ms),
                 queued_events: usize::try_from(self.overload_queued_events).unwrap_or(usize::MAX),

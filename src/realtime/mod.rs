@@ -8,6 +8,7 @@ pub mod fanout;
 mod history;
 mod notifications;
 pub mod ordered;
+pub mod outgoing;
 mod presence;
 pub mod reply;
 pub mod room;
@@ -30,13 +31,6 @@ pub const MAIN_NAMESPACES: [&str; 2] = ["/", "/realtime/ws"];
 /// The inbox-only namespace.
 pub const NOTIFICATIONS_NAMESPACE: &str = "/notifications";
 
-/// Packets a socket may have queued for sending (socketioxide's default is 128). A
-/// burst of edits produces one ack per edit for its sender and one relay per edit for
-/// everyone else; while a polling client is between requests these pile up, and
-/// socketioxide drops what does not fit. The channel grows on demand, so a large bound
-/// costs nothing until used.
-const SOCKET_BUFFER_PACKETS: usize = 16 * 1024;
-
 /// Initial read buffer of each WebSocket (engineioxide's default is 4 KiB). Client
 /// events are small; the buffer grows for a large one. With ten thousand idle sockets
 /// the default alone is 40 MiB.
@@ -52,7 +46,7 @@ pub async fn build(app: &AppState, driver: NodeDriver) -> anyhow::Result<SocketI
         .max_payload(settings.max_payload_bytes as u64)
         .ws_max_message_size(settings.max_payload_bytes)
         .ws_max_frame_size(settings.max_payload_bytes)
-        .max_buffer_size(SOCKET_BUFFER_PACKETS)
+        .max_buffer_size(settings.socket_buffer_packets)
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .with_state(app.clone())
         .with_adapter::<Adapter>(driver.into_adapter_state(&settings.redis_prefix))

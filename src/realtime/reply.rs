@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::collab::command::{Answer, EntryReply, StartSync};
 
+use super::outgoing;
 use super::session::SocketSession;
 use crate::error::{AppError, ErrorCode};
 use crate::ids::EntryId;
@@ -111,12 +112,12 @@ impl Replier {
             }
             Ok(Reply::Json(fields)) => {
                 if let Some(ack) = self.ack {
-                    let _ = ack.send(&ok_payload(fields));
+                    outgoing::reliable(&self.socket, ack.send(&ok_payload(fields)));
                 }
             }
             Ok(Reply::Binary(bytes)) => {
                 if let Some(ack) = self.ack {
-                    let _ = ack.send(&bytes);
+                    outgoing::reliable(&self.socket, ack.send(&bytes));
                 }
             }
             Ok(Reply::Then(reply, after)) => {
@@ -135,7 +136,8 @@ impl Replier {
             tracing::warn!(event = self.event, "replied SERVER_ERROR");
         }
         if let (Some(ack), ErrorDelivery::AckOrEvent) = (self.ack, self.delivery) {
-            let _ = ack.send(&json!({ "ok": false, "error": error_body(&error) }));
+            let sent = ack.send(&json!({ "ok": false, "error": error_body(&error) }));
+            outgoing::reliable(&self.socket, sent);
             return;
         }
         let throttled = error.code == ErrorCode::RateLimitExceeded

@@ -18,6 +18,7 @@ use crate::cluster::SocketRef;
 use crate::collab::command::{Member, MemberForm, MemberId, MemberLink, Viewer};
 use crate::collab::outbound::{Change, CursorMove, Outbound, Recipients};
 use crate::ids::{EntryId, UserId};
+use crate::realtime::outgoing::{self, VolatileKey};
 use crate::store::EntryRole;
 
 /// The one [`Outbound`] of this process: it holds no state of its own, each member
@@ -71,7 +72,8 @@ impl Outbound for SocketRoom {
         let mut lagging = Vec::new();
         let mut edit = None;
         for member in to {
-            let Some(socket) = socket(member) else {
+            // A socket being cut off gets nothing more: it resyncs when it reconnects.
+            let Some(socket) = socket(member).filter(|s| !outgoing::is_cut_off(s)) else {
                 continue;
             };
             let sent = match member.form {
@@ -114,7 +116,12 @@ impl Outbound for SocketRoom {
             "selection": cursor.selection,
             "timestamp": chrono::Utc::now(),
         });
-        to_main_members(to, "entry_cursor_move", &payload);
+        let key = VolatileKey {
+            event: "entry_cursor_move",
+            entry: cursor.entry,
+            user: cursor.user,
+        };
+        volatile_to_main_members(to, key, &payload);
     }
 
     fn cursor_clear(&self, to: Recipients<'_, '_>, entry: EntryId, user: UserId) {
@@ -124,7 +131,12 @@ impl Outbound for SocketRoom {
 
     fn typing(&self, to: Recipients<'_, '_>, entry: EntryId, user: UserId, is_typing: bool) {
         let payload = json!({ "entryId": entry, "userId": user, "isTyping": is_typing });
-        to_main_members(to, "typing", &payload);
+        let key = VolatileKey {
+            event: "typing",
+            entry,
+            user,
+        };
+        volatile_to_main_members(to, key, &payload);
     }
 
     fn viewers(&self, to: Recipients<'_, '_>, entry: EntryId, viewers: &[Viewer]) {
@@ -175,9 +187,11 @@ impl Outbound for SocketRoom {
         }
     }
 
+    /// Only for a member whose buffer is full: socketioxide would refuse the disconnect
+    /// packet itself, so the cut-off waits for room (see `realtime::outgoing`).
     fn drop_member(&self, member: &Member) {
         if let Some(socket) = socket(member) {
-            let _ = socket.clone().disconnect();
+            outgoing::cut_off(socket);
         }
     }
 }
@@ -194,8 +208,20 @@ fn to_main_members(to: Recipients<'_, '_>, event: &str, payload: &serde_json::Va
         return;
     };
     for member in to.filter(|m| m.form != MemberForm::YSocketIo) {
+        if let Some(socket) = socket(member).filter(|s| !outgoing::is_cut_off(s)) {
+            outgoing::reliable(socket, socket.emit(event, &payload));
+        }
+    }
+}
+
+/// Cursor moves and typing: latest wins per user when a socket is behind.
+fn volatile_to_main_members(to: Recipients<'_, '_>, key: VolatileKey, payload: &serde_json::Value) {
+    let Some(payload) = serialized_once(payload) else {
+        return;
+    };
+    for member in to.filter(|m| m.form != MemberForm::YSocketIo) {
         if let Some(socket) = socket(member) {
-            let _ = socket.emit(event, &payload);
+            outgoing::volatile(socket, key, &payload);
         }
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::ordered::QueuedEvent;
+use super::outgoing::Outgoing;
 use crate::auth::AuthUser;
 use crate::connections::ConnectionPermit;
 use crate::ids::{EntryId, UserId};
@@ -34,6 +35,8 @@ pub struct SocketSession {
     permit: Mutex<Option<ConnectionPermit>>,
     /// Entries this socket has joined (events for others are refused).
     joined: Mutex<HashSet<EntryId>>,
+    /// What waits beyond the socket's outgoing buffer.
+    pub(super) outgoing: Outgoing,
 }
 
 /// Per-socket bound on edits held back by the rate limit (PROTOCOL.md section 3).
@@ -57,6 +60,7 @@ impl SocketSession {
             closed: CancellationToken::new(),
             permit: Mutex::new(Some(permit)),
             joined: Mutex::new(HashSet::new()),
+            outgoing: Outgoing::default(),
         })
     }
 
