@@ -87,3 +87,15 @@ fn cursors_edits_and_ratelimit_account_for_every_message() {
     // 20/s against a limit of 10/s: some moves were refused, none of them relayed.
     assert!(!ratelimit.contains(" refused=0 deliveries"), "{ratelimit}");
 }
+
+#[test]
+fn storm_syncs_every_socket_and_follows_memory_back() {
+    // Two entries of 20,000 characters in 5,000 logged updates, ten sockets each.
+    let storm = loadgen(&["storm", "20", "--give-back-secs", "1"]);
+    assert!(storm.starts_with("storm n=20 docs=2 "), "{storm}");
+    assert!(storm.contains("synced=20 failed=0"), "{storm}");
+    assert!(!storm.contains("errors=["), "client errors: {storm}");
+    assert!(storm.contains(" storm_end="), "{storm}");
+    assert!(storm.contains("1s_after_leaving="), "{storm}");
+    assert!(!storm.contains("DOCS_STILL_LOADED"), "{storm}");
+}

@@ -5,9 +5,10 @@ use crate::cluster::SocketRef;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::ordered::{on, EventCtx, EventKind, EventPayload};
-use super::reply::{AfterAck, ErrorDelivery, Outcome, Reply};
+use super::ordered::{EventCtx, EventPayload};
+use super::reply::{AfterAck, Outcome, Reply};
 use super::room::{self, member_id};
+use super::session::SocketSession;
 use crate::collab::command::{ContentView, Edit, JoinInfo, Joined, Member, MemberForm, Viewer};
 use crate::collab::cursors::{CursorView, Position, Selection};
 use crate::collab::delta::QuillDelta;
@@ -15,21 +16,6 @@ use crate::error::AppError;
 use crate::ids::{EntryId, UserId};
 use crate::state::AppState;
 use crate::store::EntryRole;
-
-pub fn register(s: &SocketRef) {
-    use ErrorDelivery::AckOrEvent;
-    use EventKind::{Edit as E, Query as Q};
-    on(s, "join_entry_room", Q, AckOrEvent, join);
-    on(s, "leave_entry_room", Q, AckOrEvent, leave);
-    on(s, "entry_sync_step1", Q, AckOrEvent, sync_step1);
-    on(s, "entry_update", E, AckOrEvent, update);
-    on(s, "entry_awareness", Q, AckOrEvent, awareness);
-    on(s, "entry_edit", E, AckOrEvent, edit);
-    on(s, "entry_cursor_move", Q, AckOrEvent, cursor_move);
-    on(s, "typing", Q, AckOrEvent, typing);
-    on(s, "state_request", Q, AckOrEvent, state_request);
-    on(s, "desync_detected", Q, AckOrEvent, desync_detected);
-}
 
 macro_rules! entry_payload {
     ($($ty:ty),*) => {$(
@@ -54,7 +40,7 @@ entry_payload!(
 /// `{entryId, delta:{ops}, baseVersion?}` (extra fields such as `timestamp` are ignored).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EditRequest {
+pub(super) struct EditRequest {
     pub entry_id: EntryId,
     pub delta: QuillDelta,
     #[serde(default)]
@@ -64,7 +50,7 @@ pub struct EditRequest {
 /// `{entryId, position:{index,length}, selection:{start,end}}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CursorRequest {
+pub(super) struct CursorRequest {
     pub entry_id: EntryId,
     pub position: Position,
     pub selection: Selection,
@@ -73,7 +59,7 @@ pub struct CursorRequest {
 /// `{entryId, isTyping}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TypingRequest {
+pub(super) struct TypingRequest {
     pub entry_id: EntryId,
     pub is_typing: bool,
 }
@@ -81,7 +67,7 @@ pub struct TypingRequest {
 /// `{entryId, version?}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DesyncReport {
+pub(super) struct DesyncReport {
     pub entry_id: EntryId,
     #[serde(default)]
     pub version: Option<serde_json::Value>,
@@ -90,14 +76,14 @@ pub struct DesyncReport {
 /// `{entryId}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EntryRequest {
+pub(super) struct EntryRequest {
     pub entry_id: EntryId,
 }
 
 /// `{entryId, stateVector}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SyncStep1Request {
+pub(super) struct SyncStep1Request {
     pub entry_id: EntryId,
     pub state_vector: Bytes,
 }
@@ -105,7 +91,7 @@ pub struct SyncStep1Request {
 /// `{entryId, update}` (Yjs doc or awareness update).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UpdateRequest {
+pub(super) struct UpdateRequest {
     pub entry_id: EntryId,
     pub update: Bytes,
 }
@@ -164,23 +150,18 @@ impl<'a> JoinAck<'a> {
     }
 }
 
-async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
+#[tracing::instrument(
+    name = "join_entry_room",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
     let app = &ctx.session.app;
     let user = ctx.session.user_id();
     let role = authorize(app, req.entry_id, user).await?;
     let member = member_for(app, &ctx.socket, user, role, MemberForm::Delta).await?;
-    // Recorded first: once the actor answers, it waits for our ack (see `Joined`).
-    record_session(app, req.entry_id, user, &ctx.socket).await;
-    let joined = match app.collab.join(req.entry_id, member).await {
-        Ok(joined) => joined,
-        Err(e) => {
-            forget_session(app, req.entry_id, &ctx.socket).await;
-            return Err(e.into());
-        }
-    };
-    ctx.session.mark_joined(req.entry_id);
-    tracing::info!(%user, entry = %req.entry_id, ?role, "joined entry room");
-    let Joined { info, acked } = joined;
+    let Joined { info, acked } = enter(&ctx.session, &ctx.socket, req.entry_id, member).await?;
+    tracing::info!(?role, "joined entry room");
     // The title rides along (additively) so a page can name the entry.
     let title = app
         .store
@@ -191,20 +172,54 @@ async fn join(ctx: EventCtx, req: EntryRequest) -> Outcome {
     Ok(Reply::Then(Box::new(ack), AfterAck::Joined(acked)))
 }
 
-async fn leave(ctx: EventCtx, req: EntryRequest) -> Outcome {
+/// Joining an entry, the one flow of both namespaces: the `active_sessions` row is
+/// recorded first (once the actor answers, it holds its relays until the answer is
+/// on its way, see [`Joined`]), then the member is added and the socket marked as
+/// joined. A socket that closed meanwhile leaves again at once, since its disconnect
+/// cleanup did not know of the entry yet.
+pub(super) async fn enter(
+    session: &SocketSession,
+    socket: &SocketRef,
+    entry: EntryId,
+    member: Member,
+) -> Result<Joined, AppError> {
+    let app = &session.app;
+    record_session(app, entry, member.user, socket).await;
+    let id = member.id.clone();
+    let joined = match app.collab.join(entry, member).await {
+        Ok(joined) => joined,
+        Err(e) => {
+            forget_session(app, entry, socket).await;
+            return Err(e.into());
+        }
+    };
+    session.mark_joined(entry);
+    if session.closed.is_cancelled() && session.mark_left(entry) {
+        app.collab.leave(entry, id);
+        forget_session(app, entry, socket).await;
+    }
+    Ok(joined)
+}
+
+#[tracing::instrument(
+    name = "leave_entry_room",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn leave(ctx: EventCtx, req: EntryRequest) -> Outcome {
     if !ctx.session.mark_left(req.entry_id) {
         return Err(AppError::access_denied());
     }
     let app = &ctx.session.app;
     app.collab.leave(req.entry_id, member_id(&ctx.socket));
     forget_session(app, req.entry_id, &ctx.socket).await;
-    tracing::info!(user = %ctx.session.user_id(), entry = %req.entry_id, "left entry room");
+    tracing::info!("left entry room");
     Reply::ok()
 }
 
 /// Keeps `active_sessions` current for the main app; a failure is logged, not fatal
 /// (the room works without the row, and the sweep tidies up).
-pub async fn record_session(app: &AppState, entry: EntryId, user: UserId, socket: &SocketRef) {
+async fn record_session(app: &AppState, entry: EntryId, user: UserId, socket: &SocketRef) {
     if let Err(e) = app
         .store
         .session_joined(entry, user, &socket.id.to_string())
@@ -228,7 +243,13 @@ fn joined(ctx: &EventCtx, entry: EntryId) -> Result<(), AppError> {
     }
 }
 
-async fn sync_step1(ctx: EventCtx, req: SyncStep1Request) -> Outcome {
+#[tracing::instrument(
+    name = "entry_sync_step1",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn sync_step1(ctx: EventCtx, req: SyncStep1Request) -> Outcome {
     joined(&ctx, req.entry_id)?;
     let member = member_id(&ctx.socket);
     Reply::entry(
@@ -239,7 +260,13 @@ async fn sync_step1(ctx: EventCtx, req: SyncStep1Request) -> Outcome {
     )
 }
 
-async fn update(ctx: EventCtx, req: UpdateRequest) -> Outcome {
+#[tracing::instrument(
+    name = "entry_update",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn update(ctx: EventCtx, req: UpdateRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
     let member = member_id(&ctx.socket);
     Reply::entry(
@@ -250,7 +277,13 @@ async fn update(ctx: EventCtx, req: UpdateRequest) -> Outcome {
     )
 }
 
-async fn awareness(ctx: EventCtx, req: UpdateRequest) -> Outcome {
+#[tracing::instrument(
+    name = "entry_awareness",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn awareness(ctx: EventCtx, req: UpdateRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
     let member = member_id(&ctx.socket);
     Reply::entry(
@@ -261,7 +294,13 @@ async fn awareness(ctx: EventCtx, req: UpdateRequest) -> Outcome {
     )
 }
 
-async fn edit(ctx: EventCtx, req: EditRequest) -> Outcome {
+#[tracing::instrument(
+    name = "entry_edit",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn edit(ctx: EventCtx, req: EditRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
     let edit = Edit::Delta {
         ops: req.delta.ops,
@@ -275,7 +314,13 @@ async fn edit(ctx: EventCtx, req: EditRequest) -> Outcome {
     )
 }
 
-async fn cursor_move(ctx: EventCtx, req: CursorRequest) -> Outcome {
+#[tracing::instrument(
+    name = "entry_cursor_move",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn cursor_move(ctx: EventCtx, req: CursorRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
     Reply::entry(ctx.session.app.collab.cursor(
         req.entry_id,
@@ -285,7 +330,13 @@ async fn cursor_move(ctx: EventCtx, req: CursorRequest) -> Outcome {
     ))
 }
 
-async fn typing(ctx: EventCtx, req: TypingRequest) -> Outcome {
+#[tracing::instrument(
+    name = "typing",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn typing(ctx: EventCtx, req: TypingRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
     Reply::entry(
         ctx.session
@@ -295,13 +346,25 @@ async fn typing(ctx: EventCtx, req: TypingRequest) -> Outcome {
     )
 }
 
-async fn state_request(ctx: EventCtx, req: EntryRequest) -> Outcome {
+#[tracing::instrument(
+    name = "state_request",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn state_request(ctx: EventCtx, req: EntryRequest) -> Outcome {
     joined(&ctx, req.entry_id)?;
     send_state(&ctx, req.entry_id).await
 }
 
 /// Logged and counted, then answered like `state_request`.
-async fn desync_detected(ctx: EventCtx, req: DesyncReport) -> Outcome {
+#[tracing::instrument(
+    name = "desync_detected",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = %req.entry_id)
+)]
+pub(super) async fn desync_detected(ctx: EventCtx, req: DesyncReport) -> Outcome {
     joined(&ctx, req.entry_id)?;
     metrics::counter!("diary_desync_reports_total").increment(1);
     tracing::warn!(user = %ctx.session.user_id(), entry = %req.entry_id, client_version = ?req.version, "client reported desync");

@@ -5,18 +5,11 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ordered::{on, EventCtx, EventKind, EventPayload};
-use super::reply::{ErrorDelivery, Outcome, Reply};
+use super::ordered::{EventCtx, EventPayload};
+use super::reply::{Outcome, Reply};
 use crate::error::AppError;
 use crate::history::PageRequest;
 use crate::ids::{CheckpointId, EntryId};
-
-pub fn register(s: &crate::cluster::SocketRef) {
-    use ErrorDelivery::AckOrEvent;
-    use EventKind::Query;
-    on(s, "entry_history", Query, AckOrEvent, list);
-    on(s, "entry_checkpoint", Query, AckOrEvent, read);
-}
 
 /// `{entryId, before?, limit?}`; `before` and `limit` are checked by [`PageRequest`]
 /// so that an ill-typed one gets its own message.
@@ -61,7 +54,7 @@ impl CheckpointRequest {
 }
 
 #[tracing::instrument(name = "entry_history", skip_all, fields(user = %ctx.session.user_id(), entry = %req.entry_id))]
-async fn list(ctx: EventCtx, req: HistoryRequest) -> Outcome {
+pub(super) async fn list(ctx: EventCtx, req: HistoryRequest) -> Outcome {
     if !ctx.session.has_joined(req.entry_id) {
         return Err(AppError::access_denied());
     }
@@ -71,7 +64,7 @@ async fn list(ctx: EventCtx, req: HistoryRequest) -> Outcome {
 }
 
 #[tracing::instrument(name = "entry_checkpoint", skip_all, fields(user = %ctx.session.user_id(), entry = %req.entry_id))]
-async fn read(ctx: EventCtx, req: CheckpointRequest) -> Outcome {
+pub(super) async fn read(ctx: EventCtx, req: CheckpointRequest) -> Outcome {
     if !ctx.session.has_joined(req.entry_id) {
         return Err(AppError::access_denied());
     }

@@ -6,6 +6,7 @@ pub(crate) mod entries;
 mod errors;
 pub mod fanout;
 mod history;
+mod namespaces;
 mod notifications;
 pub mod ordered;
 pub mod outgoing;
@@ -21,7 +22,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
 
-use crate::cluster::{Adapter, NodeDriver, SocketRef};
+use crate::cluster::{Adapter, NodeDriver};
 
 use crate::state::AppState;
 use connect::{authenticate, SocketSetup};
@@ -56,7 +57,7 @@ pub async fn build(app: &AppState, driver: NodeDriver) -> anyhow::Result<SocketI
         io.ns(
             ns,
             SocketSetup {
-                register: register_main,
+                register: namespaces::main,
             }
             .with(authenticate),
         )
@@ -66,7 +67,7 @@ pub async fn build(app: &AppState, driver: NodeDriver) -> anyhow::Result<SocketI
     io.ns(
         NOTIFICATIONS_NAMESPACE,
         SocketSetup {
-            register: register_notifications,
+            register: namespaces::notifications,
         }
         .with(authenticate),
     )
@@ -75,7 +76,7 @@ pub async fn build(app: &AppState, driver: NodeDriver) -> anyhow::Result<SocketI
     if let Err(e) = io.dyn_ns(
         yjs::NAMESPACE_PATTERN,
         SocketSetup {
-            register: yjs::register,
+            register: namespaces::yjs,
         }
         .with(yjs::authorize_entry)
         .with(authenticate),
@@ -85,21 +86,6 @@ pub async fn build(app: &AppState, driver: NodeDriver) -> anyhow::Result<SocketI
     }
     app.set_io(io);
     Ok(layer)
-}
-
-fn register_main(s: &SocketRef) {
-    system::register(s);
-    token::register(s);
-    entries::register(s);
-    history::register(s);
-    notifications::register(s);
-    presence::register(s);
-}
-
-fn register_notifications(s: &SocketRef) {
-    system::register(s);
-    token::register(s);
-    notifications::register(s);
 }
 
 /// Ends every socket's session (connection slots, queues, and whatever else

@@ -3,14 +3,13 @@
 //! to [`crate::notifications::NotificationService`]. Named responses are emitted to the
 //! asking socket whether or not it asked for an ack; the ack carries the same result.
 
-use crate::cluster::SocketRef;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::fanout::socket_key;
-use super::ordered::{on, EventCtx, EventKind, EventPayload};
-use super::reply::{ErrorDelivery, Outcome, Reply};
+use super::ordered::{EventCtx, EventPayload};
+use super::reply::{Outcome, Reply};
 use crate::ids::NotificationId;
 use crate::notifications::model::{ListRequest, NotificationQuery, PreferencesUpdate};
 
@@ -18,43 +17,13 @@ const LIST_RESPONSE: &str = "notification:list_response";
 const COUNT_RESPONSE: &str = "notification:count_response";
 const PREFERENCES: &str = "notification:preferences";
 
-pub fn register(s: &SocketRef) {
-    use ErrorDelivery::AckOrEvent;
-    use EventKind::Query;
-    on(s, "notification:list_request", Query, AckOrEvent, list);
-    on(s, "notification:count_request", Query, AckOrEvent, count);
-    on(s, "notification:mark_read", Query, AckOrEvent, mark_read);
-    on(
-        s,
-        "notification:mark_all_read",
-        Query,
-        AckOrEvent,
-        mark_all_read,
-    );
-    on(s, "notification:archive", Query, AckOrEvent, archive);
-    on(
-        s,
-        "notification:preferences_get",
-        Query,
-        AckOrEvent,
-        preferences_get,
-    );
-    on(
-        s,
-        "notification:preferences_update",
-        Query,
-        AckOrEvent,
-        preferences_update,
-    );
-}
-
 /// A list request may be sent with no payload at all (`null`): all defaults.
 impl EventPayload for Option<ListRequest> {}
 
 /// `{notificationId}` of `mark_read` and `archive`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct NotificationRef {
+pub(super) struct NotificationRef {
     notification_id: String,
 }
 
@@ -66,7 +35,7 @@ impl EventPayload for PreferencesUpdate {}
     skip_all,
     fields(user = %ctx.session.user_id())
 )]
-async fn list(ctx: EventCtx, req: Option<ListRequest>) -> Outcome {
+pub(super) async fn list(ctx: EventCtx, req: Option<ListRequest>) -> Outcome {
     let query = NotificationQuery::parse(req.unwrap_or_default())?;
     let page = ctx
         .session
@@ -83,7 +52,7 @@ async fn list(ctx: EventCtx, req: Option<ListRequest>) -> Outcome {
     skip_all,
     fields(user = %ctx.session.user_id())
 )]
-async fn count(ctx: EventCtx, _: IgnoredAny) -> Outcome {
+pub(super) async fn count(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     let count = ctx
         .session
         .app
@@ -100,7 +69,7 @@ async fn count(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     skip_all,
     fields(user = %ctx.session.user_id(), notification = tracing::field::Empty)
 )]
-async fn mark_read(ctx: EventCtx, req: NotificationRef) -> Outcome {
+pub(super) async fn mark_read(ctx: EventCtx, req: NotificationRef) -> Outcome {
     let id = NotificationId::parse(&req.notification_id)?;
     tracing::Span::current().record("notification", tracing::field::display(id));
     let (state, count) = ctx
@@ -119,7 +88,7 @@ async fn mark_read(ctx: EventCtx, req: NotificationRef) -> Outcome {
     skip_all,
     fields(user = %ctx.session.user_id(), notification = tracing::field::Empty)
 )]
-async fn archive(ctx: EventCtx, req: NotificationRef) -> Outcome {
+pub(super) async fn archive(ctx: EventCtx, req: NotificationRef) -> Outcome {
     let id = NotificationId::parse(&req.notification_id)?;
     tracing::Span::current().record("notification", tracing::field::display(id));
     let (state, count) = ctx
@@ -138,7 +107,7 @@ async fn archive(ctx: EventCtx, req: NotificationRef) -> Outcome {
     skip_all,
     fields(user = %ctx.session.user_id())
 )]
-async fn mark_all_read(ctx: EventCtx, _: IgnoredAny) -> Outcome {
+pub(super) async fn mark_all_read(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     let (updated, count) = ctx
         .session
         .app
@@ -153,7 +122,7 @@ async fn mark_all_read(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     skip_all,
     fields(user = %ctx.session.user_id())
 )]
-async fn preferences_get(ctx: EventCtx, _: IgnoredAny) -> Outcome {
+pub(super) async fn preferences_get(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     let preferences = ctx
         .session
         .app
@@ -170,7 +139,7 @@ async fn preferences_get(ctx: EventCtx, _: IgnoredAny) -> Outcome {
     skip_all,
     fields(user = %ctx.session.user_id())
 )]
-async fn preferences_update(ctx: EventCtx, req: PreferencesUpdate) -> Outcome {
+pub(super) async fn preferences_update(ctx: EventCtx, req: PreferencesUpdate) -> Outcome {
     let changes = req.parse()?;
     let preferences = ctx
         .session

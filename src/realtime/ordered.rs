@@ -98,6 +98,16 @@ pub fn on<T, F, Fut>(
     );
 }
 
+/// Runs `job` in `session`'s queue, after the events before it and before those
+/// after it (for work that is no client event, such as a y-socket.io join).
+pub fn run_in_order(session: &SocketSession, job: impl Future<Output = ()> + Send + 'static) {
+    session.enqueue(QueuedEvent {
+        _slot: session.app.capacity.queue_slot(),
+        edit_bytes: 0,
+        run: Box::new(move || Box::pin(job)),
+    });
+}
+
 /// Marker type for socketioxide's handler registry.
 pub struct OrderedMarker;
 

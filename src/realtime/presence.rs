@@ -1,31 +1,20 @@
 //! `presence_update` from clients (PROTOCOL.md section 7): a user chooses a status,
 //! which their online friends see. Main namespaces only.
 
-use crate::cluster::SocketRef;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ordered::{on, EventCtx, EventKind, EventPayload};
-use super::reply::{ErrorDelivery, Outcome, Reply};
+use super::ordered::{EventCtx, EventPayload};
+use super::reply::{Outcome, Reply};
 use crate::presence::ChosenStatus;
 
 /// `{status: 'online'|'away'|'busy'}`; anything else is a `VALIDATION_ERROR`.
 #[derive(Debug, Deserialize)]
-struct PresenceUpdate {
+pub(super) struct PresenceUpdate {
     status: ChosenStatus,
 }
 
 impl EventPayload for PresenceUpdate {}
-
-pub fn register(s: &SocketRef) {
-    on(
-        s,
-        "presence_update",
-        EventKind::Query,
-        ErrorDelivery::AckOrEvent,
-        presence_update,
-    );
-}
 
 /// Answers `{ok:true, status, lastSeen}`.
 #[tracing::instrument(
@@ -33,7 +22,7 @@ pub fn register(s: &SocketRef) {
     skip_all,
     fields(user = %ctx.session.user_id(), status = ?request.status)
 )]
-async fn presence_update(ctx: EventCtx, request: PresenceUpdate) -> Outcome {
+pub(super) async fn presence_update(ctx: EventCtx, request: PresenceUpdate) -> Outcome {
     let app = &ctx.session.app;
     let (status, last_seen) = app
         .presence

@@ -6,19 +6,9 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ordered::{on, EventCtx, EventKind, EventPayload};
-use super::reply::{ErrorDelivery, Outcome, Reply};
+use super::ordered::{EventCtx, EventPayload};
+use super::reply::{Outcome, Reply};
 use crate::error::AppError;
-
-pub fn register(s: &crate::cluster::SocketRef) {
-    on(
-        s,
-        "auth:refresh",
-        EventKind::Query,
-        ErrorDelivery::AckOrEvent,
-        refresh,
-    );
-}
 
 /// `{token}`.
 #[derive(Debug, Deserialize)]
@@ -29,7 +19,7 @@ pub struct RefreshRequest {
 impl EventPayload for RefreshRequest {}
 
 #[tracing::instrument(name = "auth:refresh", skip_all, fields(user = %ctx.session.user_id()))]
-async fn refresh(ctx: EventCtx, req: RefreshRequest) -> Outcome {
+pub(super) async fn refresh(ctx: EventCtx, req: RefreshRequest) -> Outcome {
     let user = ctx.session.app.keys.verify(&req.token).map_err(|e| {
         tracing::info!(reason = %e, "token refresh refused");
         AppError::auth(e.to_string())

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use socketioxide::extract::State;
+use tracing::Instrument;
 
 use crate::cluster::SocketRef;
 
-use super::entries::{authorize, member_for};
-use super::ordered::{on, EventCtx, EventKind, EventPayload};
-use super::reply::{ErrorDelivery, Outcome, Reply};
+use super::entries::{authorize, enter, member_for};
+use super::ordered::{run_in_order, EventCtx, EventPayload};
+use super::reply::{Outcome, Reply};
 use super::room::member_id;
 use super::session::SocketSession;
 use crate::collab::command::{Edit, Member, MemberForm};
@@ -65,20 +66,10 @@ async fn prepare_member(s: &SocketRef, app: &AppState) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Setup of a y-socket.io socket: its events, then joining the entry (the actor then
-/// sends the server's sync step 1 and the awareness states).
-pub fn register(s: &SocketRef) {
-    use ErrorDelivery::EventOnly;
-    on(s, "sync-step-1", EventKind::Query, EventOnly, sync_step1);
-    on(s, "sync-update", EventKind::Edit, EventOnly, sync_update);
-    on(
-        s,
-        "awareness-update",
-        EventKind::Query,
-        EventOnly,
-        awareness_update,
-    );
-
+/// Joins the socket's entry as soon as it is set up, first in its event queue, so
+/// that its own events find it a member (the actor then sends the server's sync step
+/// 1 and the awareness states). A failed join disconnects the socket.
+pub(super) fn join(s: &SocketRef) {
     let (Some(yjs), Some(session)) = (
         s.extensions.get::<YjsEntry>(),
         s.extensions.get::<Arc<SocketSession>>(),
@@ -90,25 +81,25 @@ pub fn register(s: &SocketRef) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
-    if let Some(member) = member {
-        session.mark_joined(yjs.entry);
-        let user = member.user;
-        let joined = session.app.collab.join(yjs.entry, member);
-        let (socket, app, entry) = (s.clone(), session.app.clone(), yjs.entry);
-        tokio::spawn(async move {
-            match joined.await {
-                Ok(joined) => {
-                    // y-socket.io gets no join ack: the actor may relay at once.
-                    let _ = joined.acked.send(());
-                    super::entries::record_session(&app, entry, user, &socket).await
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "y-socket.io join failed");
-                    let _ = socket.disconnect();
-                }
+    let Some(member) = member else {
+        return;
+    };
+    let socket = s.clone();
+    let queued = session.clone();
+    let span = tracing::info_span!("yjs_join", user = %member.user, entry = %yjs.entry);
+    let join = async move {
+        match enter(&session, &socket, yjs.entry, member).await {
+            // y-socket.io gets no join ack: the actor may relay at once.
+            Ok(joined) => {
+                let _ = joined.acked.send(());
             }
-        });
-    }
+            Err(e) => {
+                tracing::warn!(code = %e.code, "y-socket.io join failed");
+                let _ = socket.disconnect();
+            }
+        }
+    };
+    run_in_order(&queued, join.instrument(span));
 }
 
 fn entry_of(ctx: &EventCtx) -> Result<EntryId, AppError> {
@@ -119,8 +110,15 @@ fn entry_of(ctx: &EventCtx) -> Result<EntryId, AppError> {
         .ok_or_else(AppError::access_denied)
 }
 
-async fn sync_step1(ctx: EventCtx, state_vector: Bytes) -> Outcome {
+#[tracing::instrument(
+    name = "sync-step-1",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = tracing::field::Empty)
+)]
+pub(super) async fn sync_step1(ctx: EventCtx, state_vector: Bytes) -> Outcome {
     let entry = entry_of(&ctx)?;
+    tracing::Span::current().record("entry", tracing::field::display(entry));
     Reply::entry(
         ctx.session
             .app
@@ -129,8 +127,15 @@ async fn sync_step1(ctx: EventCtx, state_vector: Bytes) -> Outcome {
     )
 }
 
-async fn sync_update(ctx: EventCtx, update: Bytes) -> Outcome {
+#[tracing::instrument(
+    name = "sync-update",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = tracing::field::Empty)
+)]
+pub(super) async fn sync_update(ctx: EventCtx, update: Bytes) -> Outcome {
     let entry = entry_of(&ctx)?;
+    tracing::Span::current().record("entry", tracing::field::display(entry));
     Reply::entry(
         ctx.session
             .app
@@ -139,8 +144,15 @@ async fn sync_update(ctx: EventCtx, update: Bytes) -> Outcome {
     )
 }
 
-async fn awareness_update(ctx: EventCtx, update: Bytes) -> Outcome {
+#[tracing::instrument(
+    name = "awareness-update",
+    level = "debug",
+    skip_all,
+    fields(user = %ctx.session.user_id(), entry = tracing::field::Empty)
+)]
+pub(super) async fn awareness_update(ctx: EventCtx, update: Bytes) -> Outcome {
     let entry = entry_of(&ctx)?;
+    tracing::Span::current().record("entry", tracing::field::display(entry));
     Reply::entry(
         ctx.session
             .app

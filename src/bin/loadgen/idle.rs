@@ -7,14 +7,14 @@ use std::time::Duration;
 use crate::harness;
 use crate::target::{seed_rooms, Target, TargetOptions};
 
-pub async fn run(opts: &TargetOptions, n: usize) -> anyhow::Result<String> {
+pub async fn run(opts: &TargetOptions, n: usize, hold: Duration) -> anyhow::Result<String> {
     let target = Target::start(opts, &[]).await?;
-    let result = measure(&target, n).await;
+    let result = measure(&target, n, hold).await;
     target.stop().await;
     result
 }
 
-async fn measure(target: &Target, n: usize) -> anyhow::Result<String> {
+async fn measure(target: &Target, n: usize, hold: Duration) -> anyhow::Result<String> {
     let rooms = Arc::new(seed_rooms(&target.db, n, 10).await?);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let baseline = target.proc.and_then(|p| p.rss_kib());
@@ -43,7 +43,7 @@ async fn measure(target: &Target, n: usize) -> anyhow::Result<String> {
     })
     .await;
     // Let joins' broadcasts and allocator churn settle before reading memory.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(hold).await;
     let loaded = target.proc.and_then(|p| p.rss_kib());
     let setup = started.setup;
     let (ready, failed) = (started.ready, started.failed);

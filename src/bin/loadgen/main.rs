@@ -21,6 +21,7 @@ mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -34,6 +35,8 @@ enum Scenario {
     /// Most rooms editing at 5/s per socket, every fifth room at `--light-rate`.
     Fair,
     Join,
+    /// Issue 14's memory storm: 20k-char docs in 5,000 updates, RSS until it comes back.
+    Storm,
     Ratelimit,
     Hot,
     Load,
@@ -52,6 +55,14 @@ struct Args {
     /// Seconds each run sends for.
     #[arg(long, default_value_t = 10.0)]
     secs: f64,
+    /// Seconds `storm` waits after every socket has left and every doc unloaded before
+    /// it reads the server's memory again.
+    #[arg(long, default_value_t = 60)]
+    give_back_secs: u64,
+    /// Seconds `idle` and `storm` hold every socket once all are joined (or synced)
+    /// before reading the server's memory.
+    #[arg(long, default_value_t = 3)]
+    hold_secs: u64,
     /// Updates per second per editor in `hot`.
     #[arg(long, default_value_t = 100.0)]
     hot_rate: f64,
@@ -158,6 +169,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             (Scenario::Edits, vec![1000, 5000, 10000]),
             (Scenario::Fair, vec![5000]),
             (Scenario::Join, vec![1000, 5000, 10000]),
+            (Scenario::Storm, vec![2000, 5000]),
             (Scenario::Ratelimit, vec![100]),
             (Scenario::Hot, vec![50]),
             (Scenario::Load, vec![1]),
@@ -169,6 +181,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 Scenario::Hot => 50,
                 Scenario::Docmem => 1000,
                 Scenario::Load => 1,
+                Scenario::Storm => 2000,
                 Scenario::Fair => 5000,
                 _ => 1000,
             };
@@ -224,7 +237,7 @@ async fn one(
 ) -> anyhow::Result<String> {
     let secs = args.secs;
     match scenario {
-        Scenario::Idle => idle::run(opts, n).await,
+        Scenario::Idle => idle::run(opts, n, Duration::from_secs(args.hold_secs)).await,
         Scenario::Cursors => cursors::run(opts, n, args.cursor_rate, secs).await,
         Scenario::Edits | Scenario::Fair => {
             let fair = scenario == Scenario::Fair;
@@ -253,7 +266,15 @@ async fn one(
             let env = [("RATE_LIMIT_PER_SECOND", "1000000".to_string())];
             edits::run(opts, "hot", load, &env).await
         }
-        Scenario::Join => join::run(opts, n).await,
+        Scenario::Join => join::run(opts, n, join::JOIN).await,
+        Scenario::Storm => {
+            let shape = join::Shape {
+                hold: Duration::from_secs(args.hold_secs),
+                give_back: Some(Duration::from_secs(args.give_back_secs)),
+                ..join::STORM
+            };
+            join::run(opts, n, shape).await
+        }
         Scenario::Ratelimit => ratelimit::run(opts, n, secs).await,
         Scenario::Load => docs::load(opts).await,
         Scenario::Docmem => docs::docmem(opts, n).await,
