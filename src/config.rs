@@ -101,6 +101,12 @@ pub struct ConfigArgs {
     /// How long a user's last socket may be gone before friends see `offline`.
     #[arg(long, env = "PRESENCE_GRACE_MS", default_value_t = 5000, global = true)]
     pub presence_grace_ms: u64,
+    /// An entry being edited gets a history checkpoint at least this often.
+    #[arg(long, env = "HISTORY_INTERVAL_SECS", default_value_t = 300, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_interval_secs: u64,
+    /// History checkpoints older than this are dropped.
+    #[arg(long, env = "HISTORY_RETENTION_DAYS", default_value_t = 90, global = true, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub history_retention_days: u32,
     /// Packets each socket may have waiting to be written (see `realtime::outgoing`).
     #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = 1024, global = true, value_parser = clap::value_parser!(u32).range(4..))]
     pub socket_buffer_packets: u32,
@@ -174,6 +180,8 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     pub max_connections_per_user: u32,
     pub presence_grace: Duration,
+    pub history_interval: Duration,
+    pub history_retention: Duration,
     /// Packets a socket may have waiting to be written (socketioxide's default is 128). A
     /// burst of edits produces one ack per edit for its sender and one relay per edit for
     /// everyone else; while a polling client is between requests these pile up. Past it
@@ -274,6 +282,10 @@ impl ConfigArgs {
             max_payload_bytes: self.max_payload_bytes as usize,
             max_connections_per_user: self.max_connections_per_user,
             presence_grace: Duration::from_millis(self.presence_grace_ms),
+            history_interval: Duration::from_secs(self.history_interval_secs),
+            history_retention: Duration::from_secs(
+                u64::from(self.history_retention_days) * 24 * 3600,
+            ),
             socket_buffer_packets: self.socket_buffer_packets as usize,
             overload: OverloadThresholds {
                 lag: Duration::from_millis(self.overload_lag_ms),

@@ -55,3 +55,8 @@ uuid_id!(
     NotificationId,
     "notificationId"
 );
+uuid_id!(
+    /// A checkpoint of an entry's history (`entry_checkpoints.id`).
+    CheckpointId,
+    "id"
+);

@@ -12,6 +12,7 @@ pub mod connections;
 pub mod demo;
 pub mod error;
 pub mod fanout;
+pub mod history;
 pub mod http;
 pub mod ids;
 pub mod memory;
@@ -138,6 +139,14 @@ impl Application {
                 state.shutdown.clone(),
             ))
         });
+        let history_pruning = tokio::spawn(tracing::Instrument::instrument(
+            history::pruning::run(
+                state.store.clone(),
+                state.settings.history_retention,
+                state.shutdown.clone(),
+            ),
+            tracing::info_span!("history-pruning"),
+        ));
         let presence = state.presence.start(
             &state.shutdown,
             state.settings.stale_timeout,
@@ -188,6 +197,7 @@ impl Application {
         if let Some(task) = notification_listener {
             let _ = task.await;
         }
+        let _ = history_pruning.await;
         presence.join().await;
         if let Some(task) = node_heartbeat {
             let _ = task.await;

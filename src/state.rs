@@ -12,6 +12,7 @@ use crate::collab::Collab;
 use crate::config::Settings;
 use crate::connections::ConnectionRegistry;
 use crate::fanout::Fanout;
+use crate::history::HistoryService;
 use crate::notifications::NotificationService;
 use crate::presence::ledger::{LocalLedger, PresenceLedger};
 use crate::presence::redis_ledger::RedisLedger;
@@ -35,6 +36,8 @@ pub struct AppInner {
     pub collab: Collab,
     /// The notification inbox: operations and fan-out to users' sockets.
     pub notifications: Arc<NotificationService>,
+    /// Entry history: listing and reading checkpoints.
+    pub history: HistoryService,
     /// Friend presence: every socket is reported here (see [`crate::presence`]).
     pub presence: Presence,
     /// This process as a cluster node (`REDIS_URL` set); `None` for a single process.
@@ -92,9 +95,15 @@ impl AppState {
         );
         AppState(Arc::new(AppInner {
             notifications: Arc::new(NotificationService::new(store.clone(), fanout)),
+            history: HistoryService::new(store.clone()),
             limiter,
             connections,
-            collab: Collab::start(store.clone(), replication, SocketRoom::shared()),
+            collab: Collab::start(
+                store.clone(),
+                replication,
+                SocketRoom::shared(),
+                settings.history_interval,
+            ),
             presence,
             node,
             secret_mismatch: SecretMismatchLog::new(),

@@ -15,6 +15,7 @@ fn row(entry: EntryId, seq: i64, payload: &'static [u8]) -> LoggedUpdate {
         seq,
         version: seq,
         payload: Bytes::from_static(payload),
+        author: None,
     }
 }
 

@@ -161,7 +161,12 @@ impl Core {
         let (tx, sent) = mpsc::unbounded_channel();
         let outbound = Arc::new(Recorder { tx, sync_answer });
         Core {
-            collab: Collab::start(store.clone(), replication, outbound),
+            collab: Collab::start(
+                store.clone(),
+                replication,
+                outbound,
+                Duration::from_secs(300),
+            ),
             store,
             entry,
             sent,

@@ -3,6 +3,7 @@
 
 mod actor;
 mod awareness;
+mod checkpoints;
 pub mod command;
 pub mod cursors;
 pub mod delta;
@@ -45,6 +46,8 @@ pub struct Collab {
     actors: TaskTracker,
     /// Doc loads in flight at once (see [`DOC_LOADS_AT_ONCE`]).
     loads: Arc<tokio::sync::Semaphore>,
+    /// `HISTORY_INTERVAL_SECS`: how often an edited entry gets a checkpoint.
+    history_interval: Duration,
 }
 
 /// Doc loads running at once, out of the 16 PostgreSQL connections: a reconnect storm
@@ -60,6 +63,7 @@ impl Collab {
         store: Arc<dyn Store>,
         replication: Arc<dyn Replication>,
         outbound: Arc<dyn Outbound>,
+        history_interval: Duration,
     ) -> Self {
         let (persister, committer) = Persister::start(store.clone());
         Collab {
@@ -71,6 +75,7 @@ impl Collab {
             committer: Mutex::new(Some(committer)),
             actors: TaskTracker::new(),
             loads: Arc::new(tokio::sync::Semaphore::new(DOC_LOADS_AT_ONCE)),
+            history_interval,
         }
     }
 
@@ -220,6 +225,7 @@ impl Collab {
                     outbound: self.outbound.clone(),
                     registry: self.registry.clone(),
                     loads: self.loads.clone(),
+                    history_interval: self.history_interval,
                 },
                 tx,
                 rx,

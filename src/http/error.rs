@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::collab::error::EntryError;
 use crate::error::{AppError, ErrorCode};
+use crate::history::HistoryError;
 use crate::ids::IdError;
 use crate::notifications::{NotificationError, ParseError};
 use crate::store::StoreError;
@@ -47,6 +48,18 @@ status_of_wire_code!(
     StoreError,
     EntryError
 );
+
+/// The same codes as on the socket; an unknown checkpoint is a missing resource here.
+impl From<HistoryError> for ApiError {
+    fn from(e: HistoryError) -> Self {
+        let unknown = matches!(e, HistoryError::UnknownCheckpoint);
+        let ApiError(status, error) = AppError::from(e).into();
+        match unknown {
+            true => ApiError(StatusCode::NOT_FOUND, error),
+            false => ApiError(status, error),
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

@@ -5,6 +5,7 @@ mod demo;
 mod entries;
 mod error;
 mod health;
+mod history;
 mod notifications;
 
 use axum::http::{header, HeaderValue, Method};
@@ -25,6 +26,8 @@ pub fn router(app: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/api/entries/{id}/content", get(entries::content))
+        .route("/api/entries/{id}/history", get(history::list))
+        .route("/api/entries/{id}/history/{checkpoint}", get(history::read))
         .route("/api/notifications", post(notifications::create))
         .route("/", get(demo::page))
         .route("/demo", get(demo::page))

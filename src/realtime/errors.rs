@@ -8,6 +8,7 @@
 
 use crate::collab::error::EntryError;
 use crate::error::AppError;
+use crate::history::HistoryError;
 use crate::ids::IdError;
 use crate::notifications::{NotificationError, ParseError};
 use crate::presence::PresenceError;
@@ -44,6 +45,17 @@ impl From<PresenceError> for AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         AppError::internal(e)
+    }
+}
+
+impl From<HistoryError> for AppError {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::BadPage(message) => AppError::validation(message),
+            HistoryError::UnknownCheckpoint => AppError::validation(e.to_string()),
+            HistoryError::Corrupt(_) => AppError::internal(e),
+            HistoryError::Store(e) => AppError::internal(e),
+        }
     }
 }
 

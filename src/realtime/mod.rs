@@ -5,6 +5,7 @@ pub mod connect;
 pub(crate) mod entries;
 mod errors;
 pub mod fanout;
+mod history;
 mod namespaces;
 mod notifications;
 pub mod ordered;
@@ -14,6 +15,7 @@ pub mod reply;
 pub mod room;
 pub mod session;
 mod system;
+mod token;
 pub mod yjs;
 
 use socketioxide::handler::ConnectHandler;

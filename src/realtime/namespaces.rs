@@ -7,13 +7,14 @@ use crate::cluster::SocketRef;
 
 use super::ordered::{on, EventKind};
 use super::reply::ErrorDelivery;
-use super::{entries, notifications, presence, system, yjs};
+use super::{entries, history, notifications, presence, system, token, yjs};
 
 /// `/` and `/realtime/ws`: the full event surface (PROTOCOL.md section 1).
 pub fn main(s: &SocketRef) {
     use ErrorDelivery::AckOrEvent;
     use EventKind::{Edit, Exempt, Query};
     on(s, "pong", Exempt, AckOrEvent, system::pong);
+    on(s, "auth:refresh", Query, AckOrEvent, token::refresh);
     on(s, "join_entry_room", Query, AckOrEvent, entries::join);
     on(s, "leave_entry_room", Query, AckOrEvent, entries::leave);
     on(
@@ -48,6 +49,8 @@ pub fn main(s: &SocketRef) {
         AckOrEvent,
         entries::desync_detected,
     );
+    on(s, "entry_history", Query, AckOrEvent, history::list);
+    on(s, "entry_checkpoint", Query, AckOrEvent, history::read);
     on(
         s,
         "presence_update",
@@ -66,6 +69,13 @@ pub fn notifications(s: &SocketRef) {
         EventKind::Exempt,
         ErrorDelivery::AckOrEvent,
         system::pong,
+    );
+    on(
+        s,
+        "auth:refresh",
+        EventKind::Query,
+        ErrorDelivery::AckOrEvent,
+        token::refresh,
     );
     inbox(s);
 }

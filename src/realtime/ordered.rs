@@ -269,16 +269,10 @@ pub async fn run_queue(
 ) {
     let app = session.app.clone();
     let stale_after = app.settings.stale_timeout;
-    // Measured against the wall clock with sub-second precision: whole seconds would
-    // let a token live up to a second past its `exp`.
-    let expires_at = session.user.expires_at.map(|exp| {
-        let exp = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp);
-        let left = exp
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default();
-        Instant::now() + left
-    });
     loop {
+        // Read afresh each turn: `auth:refresh` (an event run by this very loop) may
+        // have replaced the token.
+        let expires_at = session.expires_at().map(expiry_instant);
         let idle_deadline = Instant::from_std(session.last_activity() + stale_after);
         tokio::select! {
             biased;
@@ -310,6 +304,16 @@ pub async fn run_queue(
             }
         }
     }
+}
+
+/// A token's `exp` as a deadline, against the wall clock with sub-second precision:
+/// whole seconds would let a token live up to a second past its `exp`.
+fn expiry_instant(exp: u64) -> Instant {
+    let exp = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp);
+    let left = exp
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left
 }
 
 #[cfg(test)]

@@ -17,7 +17,10 @@ use crate::state::AppState;
 
 /// One socket's session. Shared (`Arc`) between its handlers and its event queue task.
 pub struct SocketSession {
-    pub user: AuthUser,
+    /// The socket's user; fixed for its life (a refreshed token must name the same one).
+    user: UserId,
+    /// The token's `exp` (Unix seconds), replaced by `auth:refresh`.
+    expires_at: Mutex<Option<u64>>,
     pub app: AppState,
     queue: mpsc::UnboundedSender<QueuedEvent>,
     /// Handed to the socket's queue task when the socket is set up.
@@ -45,7 +48,8 @@ impl SocketSession {
     pub fn new(user: AuthUser, app: AppState, permit: ConnectionPermit) -> Arc<Self> {
         let (queue, rx) = mpsc::unbounded_channel();
         Arc::new(SocketSession {
-            user,
+            user: user.user_id,
+            expires_at: Mutex::new(user.expires_at),
             app,
             queue,
             queue_rx: Mutex::new(Some(rx)),
@@ -68,7 +72,19 @@ impl SocketSession {
     }
 
     pub fn user_id(&self) -> UserId {
-        self.user.user_id
+        self.user
+    }
+
+    /// When the current token expires (Unix seconds), if it says.
+    pub fn expires_at(&self) -> Option<u64> {
+        *self.expires_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adopts a refreshed token of the same user: its expiry now applies. Called from
+    /// the socket's queue task, which reads the expiry again before waiting.
+    pub fn replace_token(&self, token: AuthUser) {
+        debug_assert_eq!(token.user_id, self.user);
+        *self.expires_at.lock().unwrap_or_else(|p| p.into_inner()) = token.expires_at;
     }
 
     /// Records that the client said something (any event, or `pong`).

@@ -6,19 +6,23 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::ids::EntryId;
+use crate::ids::{EntryId, UserId};
 
 /// One logged update. `seq` names the row: on PostgreSQL the database assigns it at
 /// insert from one sequence (several nodes write one entry's log), and the value given
 /// to [`EntryStore::append_updates`] is ignored; SQLite (one node) stores the writer's
 /// own. Order in the log does not matter for loading (the CRDT merges in any order).
 /// `version` is the writer's version of the entry once the update is applied.
+/// `author` is the user who sent it (`None` when read back from the log, or for rows
+/// logged before the log recorded senders); appending records the author for the
+/// entry's next history checkpoint too.
 #[derive(Debug, Clone)]
 pub struct LoggedUpdate {
     pub entry: EntryId,
     pub seq: i64,
     pub version: i64,
     pub payload: Bytes,
+    pub author: Option<UserId>,
 }
 
 /// A compacted part of the log: the whole doc as one update. `upto_seq` is the highest
@@ -67,6 +71,7 @@ impl StoredDoc {
                     seq,
                     version,
                     payload: Bytes::from(payload),
+                    author: None,
                 })
                 .collect(),
         }

@@ -4,6 +4,8 @@
 
 mod directory;
 mod entries;
+pub mod history;
+mod history_sql;
 mod notification_sql;
 mod notifications;
 pub mod postgres;
@@ -16,6 +18,7 @@ pub use directory::{DirectoryStore, EntryRole, NewEntry, NewUser, Visibility};
 pub use entries::{
     Compaction, EntryStore, EntryText, Fold, Folded, LoggedUpdate, Snapshot, StoredDoc,
 };
+pub use history::HistoryStore;
 pub use notifications::{NotificationFeed, NotificationStore};
 pub use presence::PresenceStore;
 
@@ -36,12 +39,26 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the server persists or reads, whatever the database.
 pub trait Store:
-    DirectoryStore + EntryStore + NotificationStore + PresenceStore + Send + Sync + 'static
+    DirectoryStore
+    + EntryStore
+    + HistoryStore
+    + NotificationStore
+    + PresenceStore
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> Store for T where
-    T: DirectoryStore + EntryStore + NotificationStore + PresenceStore + Send + Sync + 'static
+    T: DirectoryStore
+        + EntryStore
+        + HistoryStore
+        + NotificationStore
+        + PresenceStore
+        + Send
+        + Sync
+        + 'static
 {
 }
 

@@ -850,15 +850,16 @@ describe('configuration and the command line', () => {
     const file = path.join(dir, 'x.db');
     const ready = (server) => jsonLogs(server).find((l) => l.message === 'database ready');
     try {
-      for (const applied of [1, 0]) {
+      // A new file gets every migration; the next start, none.
+      for (const fresh of [true, false]) {
         const server = await startRaw({ env: { DATABASE_URL: `sqlite://${file}`, JWT_SECRET: SECRET } });
         await server.stop();
         const line = ready(server);
         assert.ok(line, server.logs.join('\n'));
         assert.equal(line.backend, 'sqlite');
         assert.equal(line.database, file);
-        assert.equal(line.migrations_applied, applied);
         assert.ok(line.schema_migrations >= 1);
+        assert.equal(line.migrations_applied, fresh ? line.schema_migrations : 0);
       }
       const pg = await startServer();
       try {

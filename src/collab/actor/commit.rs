@@ -41,6 +41,7 @@ impl DocActor {
                 let seq = self.log(raw.unwrap_or_else(|| effective.clone()), editor);
                 self.relay_change(Some(from), Some(editor), &effective, &delta);
                 self.text_dirty = true;
+                self.history.changed_by(editor);
                 self.ack_when_committed(seq, reply);
             }
             Ok(Applied::Pending) => {
@@ -98,6 +99,7 @@ impl DocActor {
             seq,
             version: i64::try_from(self.doc.version()).unwrap_or(i64::MAX),
             payload,
+            author: Some(editor),
         };
         self.uncommitted.push_back((row.clone(), editor));
         self.persister.submit(Write {
@@ -171,8 +173,10 @@ impl DocActor {
         });
     }
 
-    /// Last writes before unloading: a snapshot when the log grew, else the plain text.
+    /// Last writes before unloading: a history checkpoint if the text changed, a
+    /// snapshot when the log grew, else the plain text.
     pub(super) async fn finish(&mut self) {
+        self.final_checkpoint().await;
         let text = self.doc.text();
         let version = self.doc.version();
         if self.rows_since_snapshot > 0 && !self.doc.has_pending() {

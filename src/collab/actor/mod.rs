@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::awareness::AwarenessStates;
+use super::checkpoints::CheckpointClock;
 use super::command::{ContentView, DocCommand, Member, MemberId, ReplyTo, Viewer};
 use super::cursors::Cursors;
 use super::doc::{EntryDoc, StoredRow};
@@ -40,6 +41,7 @@ use crate::store::{LoggedUpdate, Store, StoredDoc};
 
 mod commit;
 mod compaction;
+mod history;
 mod members;
 mod replica;
 
@@ -79,6 +81,8 @@ struct DocActor {
     compacting: bool,
     text_dirty: bool,
     saving_text: bool,
+    /// Changes since the last history checkpoint.
+    history: CheckpointClock,
 }
 
 /// What every entry actor shares with the others.
@@ -90,6 +94,8 @@ pub struct Services {
     pub registry: Registry,
     /// Turns for loading a doc (see `collab::DOC_LOADS_AT_ONCE`).
     pub loads: Arc<tokio::sync::Semaphore>,
+    /// `HISTORY_INTERVAL_SECS`.
+    pub history_interval: Duration,
 }
 
 /// Runs an entry's actor: loads the doc, serves its mailbox, unloads when idle.
@@ -106,6 +112,7 @@ pub async fn run(
         outbound,
         registry,
         loads,
+        history_interval,
     } = services;
     // Subscribe before loading: whatever other replicas commit from now on either is
     // in the load or arrives here (or both: applying an update twice changes nothing).
@@ -157,12 +164,14 @@ pub async fn run(
         compacting: false,
         text_dirty: false,
         saving_text: false,
+        history: CheckpointClock::new(history_interval),
     };
     let mut text_timer = tokio::time::interval(TEXT_SAVE_INTERVAL);
     let clustered = replication.clustered();
     let mut announce_timer = tokio::time::interval(replication.liveness().announce_every);
     loop {
         let typing_lapse = actor.typing.values().min().copied();
+        let checkpoint_due = actor.history.due();
         tokio::select! {
             command = rx.recv() => match command {
                 Some(command) => actor.handle(command).await,
@@ -172,6 +181,8 @@ pub async fn run(
             _ = tokio::time::sleep_until(typing_lapse.unwrap_or_else(tokio::time::Instant::now)),
                 if typing_lapse.is_some() => actor.lapse_typing(),
             _ = announce_timer.tick(), if clustered => actor.heartbeat(),
+            _ = tokio::time::sleep_until(checkpoint_due.unwrap_or_else(tokio::time::Instant::now)),
+                if checkpoint_due.is_some() => actor.checkpoint(),
         }
         if actor.is_idle() && registry.remove_if_idle(entry, &mailbox, &rx) {
             break;

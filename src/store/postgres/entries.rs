@@ -30,15 +30,28 @@ impl EntryStore for PgStore {
         let entries: Vec<Uuid> = updates.iter().map(|u| u.entry.0).collect();
         let versions: Vec<i64> = updates.iter().map(|u| u.version).collect();
         let payloads: Vec<&[u8]> = updates.iter().map(|u| u.payload.as_ref()).collect();
+        let authors: Vec<Option<Uuid>> = updates.iter().map(|u| u.author.map(|a| a.0)).collect();
         // One statement: atomic, and one round trip for the whole batch. `seq` comes
-        // from the table's sequence: every node writes the same logs.
+        // from the table's sequence: every node writes the same logs. The senders are
+        // recorded for the next history checkpoint, in key order so that two nodes'
+        // batches never wait on each other's rows crosswise.
         sqlx::query(
-            "INSERT INTO entry_updates (entry_id, version, payload)
-             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[])",
+            "WITH batch AS (
+                 SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[], $4::uuid[])
+                     AS b(entry_id, version, payload, author)
+             ), logged AS (
+                 INSERT INTO entry_updates (entry_id, version, payload, author)
+                 SELECT entry_id, version, payload, author FROM batch
+             )
+             INSERT INTO entry_history_authors (entry_id, user_id)
+             SELECT DISTINCT entry_id, author FROM batch WHERE author IS NOT NULL
+             ORDER BY entry_id, author
+             ON CONFLICT DO NOTHING",
         )
         .bind(&entries)
         .bind(&versions)
         .bind(&payloads)
+        .bind(&authors)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -3,6 +3,7 @@
 
 mod directory;
 mod entries;
+mod history;
 mod notification_feed;
 mod notifications;
 mod presence;

@@ -3,8 +3,9 @@ use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
 use super::SqliteStore;
-use crate::ids::EntryId;
+use crate::ids::{EntryId, UserId};
 use crate::store::entries::DocRow;
+use crate::store::history_sql;
 use crate::store::{
     Compaction, EntryStore, EntryText, Fold, LoggedUpdate, StoreError, StoreResult, StoredDoc,
 };
@@ -28,15 +29,31 @@ impl EntryStore for SqliteStore {
         }
         let mut tx = self.begin_write().await?;
         for chunk in updates.chunks(ROWS_PER_INSERT) {
-            let mut query =
-                QueryBuilder::new("INSERT INTO entry_updates (entry_id, seq, version, payload) ");
+            let mut query = QueryBuilder::new(
+                "INSERT INTO entry_updates (entry_id, seq, version, payload, author) ",
+            );
             query.push_values(chunk, |mut row, u| {
                 row.push_bind(u.entry.to_string())
                     .push_bind(u.seq)
                     .push_bind(u.version)
-                    .push_bind(u.payload.as_ref());
+                    .push_bind(u.payload.as_ref())
+                    .push_bind(u.author.map(|a| a.to_string()));
             });
             query.build().execute(&mut *tx).await?;
+        }
+        // Recorded for the entry's next history checkpoint.
+        let mut senders: Vec<(EntryId, UserId)> = updates
+            .iter()
+            .filter_map(|u| Some((u.entry, u.author?)))
+            .collect();
+        senders.sort();
+        senders.dedup();
+        for (entry, author) in senders {
+            sqlx::query(history_sql::RECORD_AUTHOR)
+                .bind(entry.to_string())
+                .bind(author.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -3,6 +3,7 @@
 
 mod directory;
 mod entries;
+mod history;
 mod notifications;
 mod presence;
 
